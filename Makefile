@@ -1,0 +1,39 @@
+# Two commands set up everything: `make lab` (work) and `make test` (check).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LAB_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install lab test report release clean
+
+# The virtual environment, with the course installed in editable mode plus the
+# dev (JupyterLab, nbval, pytest) and instructor (nbgrader) extras.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version))"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,instructor]"
+	touch $@
+
+install: $(STAMP)
+
+lab: install
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+
+# Unit tests and every notebook, top to bottom, through nbval (fresh kernel each).
+test: install
+	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env \
+		--nbval-cell-timeout=600 --durations=20 $(PYTEST_ARGS)
+
+# The course's benchmark: runtime, peak memory and recorded numbers of every notebook.
+report: install
+	$(BIN)/python -m course_utils.report --notebooks notebooks --out build
+
+# The student version of every notebook (solutions stubbed, outputs cleared) into release/.
+release: install
+	$(BIN)/python -m course_utils.release --source notebooks --out release
+
+clean:
+	rm -rf build .pytest_cache
