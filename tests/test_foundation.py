@@ -1,0 +1,203 @@
+"""Unit tests for paths, device, validate, results and the Colab set-up cell."""
+
+import json
+import os
+import random
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from course_utils import colab, device, paths, results, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- paths
+def test_repo_root_found_from_notebooks_folder():
+    assert paths.repo_root(ROOT / "notebooks") == ROOT
+    assert paths.repo_root(Path("/")) is None
+
+
+def test_dirs_follow_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(tmp_path / "c"))
+    monkeypatch.setenv("COURSE_RESULTS_DIR", str(tmp_path / "r"))
+    assert paths.data_dir() == tmp_path / "d" and (tmp_path / "d").is_dir()
+    assert paths.checkpoint_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()
+    assert paths.results_dir() == tmp_path / "r"
+
+
+def test_checkpoints_default_under_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("COURSE_CHECKPOINT_DIR", raising=False)
+    assert paths.checkpoint_dir() == tmp_path / "checkpoints"
+
+
+def test_outside_a_checkout_uses_user_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv("COURSE_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(paths, "_CACHE_HOME", tmp_path / "cache")
+    assert paths.data_dir() == tmp_path / "cache" / "data"
+
+
+# ---------------------------------------------------------------- device
+def test_pick_device_and_bad_preference():
+    assert device.pick_device("cpu").type == "cpu"
+    assert device.pick_device().type in {"cpu", "cuda", "mps"}
+    with pytest.raises(ValueError, match="one of"):
+        device.pick_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="not available"):
+            device.pick_device("cuda")
+
+
+def test_seed_everything_repeats_all_generators():
+    def draw():
+        return random.random(), float(np.random.rand()), float(torch.rand(1))
+    device.seed_everything(3)
+    first = draw()
+    device.seed_everything(3)
+    assert draw() == first
+    with pytest.raises(ValueError):
+        device.seed_everything(-1)
+
+
+def test_loader_policy_cpu_uses_main_process():
+    assert device.loader_workers("cpu") == 0
+    assert device.loader_kwargs("cpu") == {"num_workers": 0, "pin_memory": False, "persistent_workers": False}
+
+
+def test_loader_policy_cuda_respects_shared_memory(monkeypatch):
+    monkeypatch.setattr(device.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(device, "_shared_memory_bytes", lambda: 10 * 1024**3)
+    assert device.loader_workers(torch.device("cuda")) == 1
+    monkeypatch.setattr(device, "_shared_memory_bytes", lambda: 64 * 1024**2)
+    assert device.loader_workers(torch.device("cuda")) == 0
+
+
+def test_environment_report_is_one_line(capsys):
+    line = device.environment_report("cpu")
+    assert "\n" not in line and "torch" in line and "device cpu" in line
+    assert device.notebook_setup(seed=0, prefer="cpu").type == "cpu"
+    assert "torchvision" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- validate
+def test_check_image_accepts_and_rejects():
+    validate.check_image(torch.rand(3, 8, 8))
+    with pytest.raises(TypeError, match="float"):
+        validate.check_image(torch.zeros(3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="0-255"):
+        validate.check_image(torch.rand(3, 8, 8) * 255)
+    with pytest.raises(ValueError, match="HWC"):
+        validate.check_image(torch.rand(8, 8, 3))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        validate.check_image(np.zeros((3, 8, 8)))
+
+
+def test_check_boxes_accepts_empty_and_valid():
+    validate.check_boxes(torch.zeros(0, 4))
+    validate.check_boxes(torch.tensor([[1.0, 2.0, 30.0, 40.0]]), canvas_size=(64, 64))
+
+
+@pytest.mark.parametrize("boxes, error, words", [
+    (torch.tensor([[10.0, 10.0, 5.0, 20.0]]), ValueError, "xywh"),          # x2 < x1
+    (torch.tensor([[1, 2, 3, 4]]), TypeError, "float"),                     # integer boxes
+    (torch.zeros(4), ValueError, r"\(N, 4\)"),                              # not 2-D
+    (torch.tensor([[0.1, 0.1, 0.5, 0.6]]), ValueError, "normalized"),       # [0, 1] boxes
+    (torch.tensor([[0.0, 0.0, 500.0, 20.0]]), ValueError, "leave"),         # outside the image
+    (torch.tensor([[0.0, float("nan"), 5.0, 5.0]]), ValueError, "NaN"),
+])
+def test_check_boxes_rejects(boxes, error, words):
+    with pytest.raises(error, match=words):
+        validate.check_boxes(boxes, canvas_size=(64, 64))
+
+
+def test_check_labels_and_masks():
+    validate.check_labels(torch.tensor([1, 2]), 2)
+    with pytest.raises(ValueError, match="one entry per box"):
+        validate.check_labels(torch.tensor([1]), 2)
+    with pytest.raises(TypeError, match="int64"):
+        validate.check_labels(torch.tensor([1.0]), 1)
+    with pytest.raises(ValueError, match=">= 0"):
+        validate.check_labels(torch.tensor([-1]), 1)
+    validate.check_masks(torch.zeros(2, 8, 8, dtype=torch.bool), 2, (8, 8))
+    with pytest.raises(TypeError, match="bool or uint8"):
+        validate.check_masks(torch.zeros(1, 8, 8), 1)
+    with pytest.raises(ValueError, match="0/1"):
+        validate.check_masks(torch.full((1, 8, 8), 255, dtype=torch.uint8), 1)
+    with pytest.raises(ValueError, match="one mask per box"):
+        validate.check_masks(torch.zeros(1, 8, 8, dtype=torch.bool), 2)
+    with pytest.raises(ValueError, match=r"\(8, 8\)"):
+        validate.check_masks(torch.zeros(1, 4, 4, dtype=torch.bool), 1, (8, 8))
+
+
+def test_check_target_masks_must_agree_with_boxes():
+    masks = torch.zeros(1, 16, 16, dtype=torch.bool)
+    masks[0, 2:6, 3:9] = True
+    good = {"boxes": torch.tensor([[3.0, 2.0, 9.0, 6.0]]), "labels": torch.tensor([1]), "masks": masks}
+    validate.check_target(good, canvas_size=(16, 16))
+    swapped = dict(good, boxes=torch.tensor([[2.0, 3.0, 6.0, 9.0]]))  # x and y swapped
+    with pytest.raises(ValueError, match="disagree"):
+        validate.check_target(swapped, canvas_size=(16, 16))
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+             "masks": torch.zeros(0, 16, 16, dtype=torch.bool)}
+    validate.check_target(empty, canvas_size=(16, 16))
+    with pytest.raises(ValueError, match="missing"):
+        validate.check_target({"boxes": torch.zeros(0, 4)})
+
+
+def test_check_semantic():
+    validate.check_semantic(torch.tensor([[0, 6], [255, 1]]), num_classes=7)
+    with pytest.raises(ValueError, match=r"\[0, 7\)"):
+        validate.check_semantic(torch.tensor([[0, 7]]), num_classes=7)
+    with pytest.raises(TypeError, match="integer"):
+        validate.check_semantic(torch.zeros(2, 2), num_classes=7)
+
+
+# ---------------------------------------------------------------- results
+def test_record_replaces_and_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_RESULTS_DIR", str(tmp_path))
+    results.record("01_x", "AP50", 0.5)
+    results.record("01_x", "AP50", 0.75, "")
+    results.record("02_y", "time", 12, "ms/image")
+    entries = results.load_all()
+    assert [(e["notebook"], e["name"], e["value"]) for e in entries] == [("01_x", "AP50", 0.75), ("02_y", "time", 12.0)]
+    assert not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(ValueError, match="finite"):
+        results.record("01_x", "bad", float("nan"))
+    with pytest.raises(TypeError, match="number"):
+        results.record("01_x", "bad", "high")
+
+
+# ---------------------------------------------------------------- Colab set-up and packaging
+def test_setup_cell_installs_without_dependencies():
+    assert "--no-deps" in colab.SETUP_CELL and colab.REPOSITORY_URL in colab.SETUP_CELL
+    compile(colab.SETUP_CELL.replace("%pip", "pass  #"), "<setup>", "exec")
+    assert colab.colab_badge_url("00_welcome").endswith("/blob/main/release/00_welcome.ipynb")
+
+
+def test_repository_url_in_one_place():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["urls"]["Repository"] == colab.REPOSITORY_URL
+
+
+def test_colab_packages_are_ranges_not_pins():
+    """Colab's torch 2.11 / ipywidgets 7.7.1 must satisfy the runtime requirements unchanged."""
+    from packaging.requirements import Requirement
+
+    colab_versions = {"torch": "2.11.0", "torchvision": "0.26.0", "numpy": "2.0.2", "ipywidgets": "7.7.1",
+                      "matplotlib": "3.10.0", "scikit-image": "0.25.2", "pycocotools": "2.0.10", "tqdm": "4.67.1"}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for line in project["dependencies"]:
+        requirement = Requirement(line)
+        assert "==" not in str(requirement.specifier), f"{line} pins a version"
+        assert requirement.specifier.contains(colab_versions[requirement.name]), \
+            f"Colab's {requirement.name} {colab_versions[requirement.name]} does not satisfy {line}"
+    assert not any("opencv" in line for line in project["dependencies"]), \
+        "OpenCV stays out of the runtime dependencies (a second OpenCV wheel on Colab can hide cv2.ximgproc)"
+    python = project["requires-python"]
+    assert all(Requirement(f"python{python}").specifier.contains(v) for v in ("3.11", "3.12", "3.13"))
