@@ -1,0 +1,376 @@
+"""``make report``: the course's benchmark. Runs every notebook headless and tabulates it.
+
+Usage::
+
+    python -m course_utils.report [--notebooks notebooks/ | a.ipynb b.ipynb ...] [--out build]
+
+Each notebook runs top to bottom in a fresh kernel (working directory: the notebook's
+folder; at most ``--timeout`` seconds per cell) with
+
+* ``COURSE_CHECKPOINT_DIR`` set to a fresh, empty temporary folder, so training always
+  runs and is timed, never loaded from an old checkpoint;
+* ``COURSE_RESULTS_DIR=<out>/results`` (emptied first), where the notebook records its
+  headline numbers with :func:`course_utils.results.record`.
+
+Written under ``<out>``: ``executed/<notebook>.ipynb`` (the run, outputs included),
+``report.md`` (one Markdown table: notebook, status, runtime, peak memory and the
+recorded numbers) and ``report.json`` (the same, for tools). The runtime is the time
+the cells took (kernel start excluded); the peak memory is the kernel's peak resident
+set size (``getrusage``'s ``ru_maxrss``, read by one extra cell that is not saved; after
+a timeout, ``VmHWM`` from ``/proc``). Notebooks over the budget (120 s, 3 GB by default)
+are flagged. The command exits with status 1 when a notebook failed (and, with
+``--strict-budget``, when one is over budget).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+BUDGET_SECONDS = 120.0
+BUDGET_MB = 3000.0  # 3 GB, decimal megabytes
+CELL_TIMEOUT = 600
+
+_MARKER = "@@course-report-memory@@"
+_MEASURE_SOURCE = f"""\
+import json as _report_json, resource as _report_resource, sys as _report_sys
+_report_scale = 1 if _report_sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+print("{_MARKER}" + _report_json.dumps({{
+    "self": _report_resource.getrusage(_report_resource.RUSAGE_SELF).ru_maxrss * _report_scale,
+    "children": _report_resource.getrusage(_report_resource.RUSAGE_CHILDREN).ru_maxrss * _report_scale,
+    "python": _report_sys.executable}}))"""
+
+
+@dataclass
+class NotebookRun:
+    """What one notebook's run produced (one row of the report)."""
+
+    notebook: str
+    path: str
+    status: str  # "ok" or "failed"
+    error: str | None = None  # "ZeroDivisionError: division by zero (cell 3)"
+    runtime_s: float | None = None
+    peak_mb: float | None = None
+    children_peak_mb: float | None = None
+    python: str | None = None
+    executed: str | None = None
+    over_budget: list[str] = field(default_factory=list)
+    results: list[dict] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- finding notebooks
+
+def find_notebooks(paths: Sequence[str | Path]) -> list[Path]:
+    """The notebooks to run: files as given, folders expanded to their ``*.ipynb`` (sorted).
+
+    Raises ``FileNotFoundError`` for a path that does not exist and ``ValueError`` for a
+    file that is not an ``.ipynb``.
+    """
+    found: list[Path] = []
+    for entry in paths:
+        path = Path(entry)
+        if path.is_dir():
+            found.extend(sorted(child for child in path.glob("*.ipynb") if not child.name.startswith(".")))
+        elif path.is_file():
+            if path.suffix != ".ipynb":
+                raise ValueError(f"{path} is not a notebook: expected a .ipynb file or a folder of them")
+            found.append(path)
+        else:
+            raise FileNotFoundError(f"no notebook or folder at {path}")
+    unique: list[Path] = []
+    for path in found:
+        if path.resolve() not in {seen.resolve() for seen in unique}:
+            unique.append(path)
+    return unique
+
+
+# --------------------------------------------------------------------------- running one notebook
+
+def budget_flags(runtime_s: float | None, peak_mb: float | None, budget_s: float = BUDGET_SECONDS,
+                 budget_mb: float = BUDGET_MB) -> list[str]:
+    """Why a run is over budget, e.g. ``["runtime 131 s > 120 s"]``; empty when within it."""
+    flags = []
+    if runtime_s is not None and runtime_s > budget_s:
+        flags.append(f"runtime {runtime_s:.0f} s > {budget_s:.0f} s")
+    if peak_mb is not None and peak_mb > budget_mb:
+        flags.append(f"peak memory {peak_mb:.0f} MB > {budget_mb:.0f} MB")
+    return flags
+
+
+def _describe_error(error: BaseException, cell_index: int | None) -> str:
+    """``"<ErrorName>: <first line of the message> (cell i)"``: the kernel's error name when it raised."""
+    from nbclient.exceptions import CellExecutionError
+
+    if isinstance(error, CellExecutionError):
+        name, message = error.ename, error.evalue
+    else:
+        name, message = type(error).__name__, str(error)
+    first_line = message.strip().splitlines()[0] if message and message.strip() else ""
+    if len(first_line) > 160:
+        first_line = first_line[:157] + "..."
+    where = f" (cell {cell_index})" if cell_index is not None else ""
+    return f"{name}: {first_line}{where}" if first_line else f"{name}{where}"
+
+
+def _proc_peak_bytes(pid: int | None) -> int | None:
+    """``VmHWM`` (peak resident set) of a live process from ``/proc`` (Linux only), in bytes."""
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _kernel_pid(client) -> int | None:
+    provisioner = getattr(client.km, "provisioner", None)
+    return getattr(provisioner, "pid", None)
+
+
+def _measure_in_kernel(client, nb) -> dict | None:
+    """Run the memory cell in the live kernel (appended, then removed from ``nb``)."""
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell(_MEASURE_SOURCE)
+    nb.cells.append(cell)
+    try:
+        client.execute_cell(cell, len(nb.cells) - 1, store_history=False)
+    except Exception:  # noqa: BLE001 - a broken kernel only costs the memory figure
+        return None
+    finally:
+        nb.cells.pop()
+    for output in cell.get("outputs", []):
+        for line in output.get("text", "").splitlines():
+            if line.startswith(_MARKER):
+                return json.loads(line[len(_MARKER):])
+    return None
+
+
+def kernel_environment(results_dir: Path, checkpoint_dir: Path, base: Mapping | None = None) -> dict:
+    """The kernel's environment variables: ``base`` (default ``os.environ``) with the course's
+    folders set, and ``MPLBACKEND`` removed so figures are kept in the executed copy."""
+    env = dict(os.environ if base is None else base)
+    env["COURSE_RESULTS_DIR"] = str(results_dir)
+    env["COURSE_CHECKPOINT_DIR"] = str(checkpoint_dir)
+    env.pop("MPLBACKEND", None)
+    env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # silences a debugger warning at kernel start
+    return env
+
+
+def run_notebook(path: Path, executed_path: Path, results_dir: Path, timeout: int = CELL_TIMEOUT,
+                 kernel_name: str = "python3") -> NotebookRun:
+    """Execute one notebook in a fresh kernel and save the executed copy to ``executed_path``.
+
+    Never raises for a failing notebook: the error is in the returned run's ``error``.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    path = Path(path)
+    run = NotebookRun(notebook=path.stem, path=str(path), status="ok")
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, allow_errors=False,
+                            resources={"metadata": {"path": str(path.parent.resolve())}})
+    client.reset_execution_trackers()
+    with tempfile.TemporaryDirectory(prefix="course-report-checkpoints-") as checkpoints:
+        env = kernel_environment(results_dir, Path(checkpoints))
+        try:
+            with client.setup_kernel(env=env):
+                info = client.wait_for_reply(client.kc.kernel_info())
+                if info is not None and "language_info" in info["content"]:
+                    nb.metadata["language_info"] = info["content"]["language_info"]
+                started = time.perf_counter()
+                index = None
+                kernel_usable = True
+                try:
+                    for index, cell in enumerate(nb.cells):
+                        client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+                except Exception as error:  # noqa: BLE001 - any failure is the notebook's result
+                    run.status, run.error = "failed", _describe_error(error, index)
+                    kernel_usable = not isinstance(error, (CellTimeoutError, DeadKernelError))
+                run.runtime_s = time.perf_counter() - started
+                peak = _proc_peak_bytes(_kernel_pid(client))
+                measured = _measure_in_kernel(client, nb) if kernel_usable else None
+                if measured is not None:
+                    peak = measured["self"]
+                    run.children_peak_mb = measured["children"] / 1e6
+                    run.python = measured["python"]
+                run.peak_mb = None if peak is None else peak / 1e6
+        except Exception as error:  # noqa: BLE001 - e.g. the kernel would not start
+            run.status, run.error = "failed", _describe_error(error, None)
+    executed_path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, executed_path)
+    run.executed = str(executed_path)
+    return run
+
+
+# --------------------------------------------------------------------------- the report
+
+def _format_value(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def format_result(entry: Mapping) -> str:
+    """One recorded number as text: ``"AP50 = 0.712"``, ``"speed-up = 9.3 x"``."""
+    unit = str(entry.get("unit") or "")
+    text = f"{entry.get('name', '?')} = {_format_value(entry.get('value'))}"
+    return f"{text} {unit}" if unit else text
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _status_text(run: NotebookRun) -> str:
+    if run.status == "failed":
+        name = (run.error or "error").split(":")[0].split(" (")[0]
+        return f"**failed**: {name}"
+    if run.over_budget:
+        return "ok, **over budget**"
+    return "ok"
+
+
+def format_markdown(runs: Sequence[NotebookRun], other_results: Sequence[Mapping] = (),
+                    budget_s: float = BUDGET_SECONDS, budget_mb: float = BUDGET_MB,
+                    environment: str | None = None) -> str:
+    """``report.md``: a title, the budget, one table row per notebook, then failures and flags."""
+    lines = ["# Notebook report", ""]
+    if environment:
+        lines += [f"Environment: {environment}", ""]
+    lines += [f"Budget per notebook: {budget_s:.0f} s, {budget_mb:.0f} MB peak memory (kernel RSS). "
+              "Runtime is the cells' time; each run trained from an empty checkpoint folder.", "",
+              "| notebook | status | runtime s | peak MB | recorded results |",
+              "|---|---|---:|---:|---|"]
+    for run in runs:
+        runtime = "–" if run.runtime_s is None else f"{run.runtime_s:.1f}"
+        peak = "–" if run.peak_mb is None else f"{run.peak_mb:.0f}"
+        if run.over_budget:
+            runtime = f"**{runtime}**" if any(f.startswith("runtime") for f in run.over_budget) else runtime
+            peak = f"**{peak}**" if any(f.startswith("peak") for f in run.over_budget) else peak
+        results = "; ".join(format_result(entry) for entry in run.results) or "–"
+        lines.append(f"| {_cell(run.notebook)} | {_cell(_status_text(run))} | {runtime} | {peak} | {_cell(results)} |")
+    failed = [run for run in runs if run.status == "failed"]
+    flagged = [run for run in runs if run.over_budget]
+    total = sum(run.runtime_s or 0.0 for run in runs)
+    lines += ["", f"{len(runs)} notebooks, {len(failed)} failed, {len(flagged)} over budget, "
+              f"{total:.0f} s in total."]
+    if failed:
+        lines += ["", "## Failures", ""]
+        lines += [f"- {run.notebook}: {_cell(run.error or 'unknown error')} (see {run.executed})" for run in failed]
+    if flagged:
+        lines += ["", "## Over budget", ""]
+        lines += [f"- {run.notebook}: {', '.join(run.over_budget)}" for run in flagged]
+    if other_results:
+        lines += ["", "## Results recorded under other names", ""]
+        lines += [f"- {_cell(str(entry.get('notebook')))}: {_cell(format_result(entry))}" for entry in other_results]
+    return "\n".join(lines) + "\n"
+
+
+def _environment_line() -> str | None:
+    try:
+        from course_utils.device import environment_report
+        return environment_report()
+    except Exception:  # noqa: BLE001 - the report works without it
+        return None
+
+
+def run_report(notebooks: Sequence[Path], out: Path, budget_s: float = BUDGET_SECONDS,
+               budget_mb: float = BUDGET_MB, timeout: int = CELL_TIMEOUT, kernel_name: str = "python3",
+               log=print) -> tuple[list[NotebookRun], list[dict]]:
+    """Run ``notebooks`` one after the other and write ``report.md`` / ``report.json`` under ``out``.
+
+    Returns the runs and the recorded results that belong to no run notebook.
+    """
+    from course_utils.results import load_all
+
+    out = Path(out)
+    results_dir = out / "results"
+    shutil.rmtree(results_dir, ignore_errors=True)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for path in notebooks:
+        log(f"running {path} ...", flush=True)
+        run = run_notebook(Path(path), out / "executed" / Path(path).name, results_dir, timeout, kernel_name)
+        run.over_budget = budget_flags(run.runtime_s, run.peak_mb, budget_s, budget_mb)
+        runtime = "?" if run.runtime_s is None else f"{run.runtime_s:.1f} s"
+        peak = "?" if run.peak_mb is None else f"{run.peak_mb:.0f} MB"
+        log(f"  {run.status}{': ' + run.error if run.error else ''}, {runtime}, {peak}"
+            + (f"  OVER BUDGET ({', '.join(run.over_budget)})" if run.over_budget else ""), flush=True)
+        runs.append(run)
+    entries = load_all(results_dir)
+    by_name = {run.notebook: run for run in runs}
+    others = []
+    for entry in entries:
+        owner = by_name.get(str(entry.get("notebook")))
+        (owner.results if owner is not None else others).append(entry)
+    environment = _environment_line()
+    (out / "report.md").write_text(format_markdown(runs, others, budget_s, budget_mb, environment))
+    summary = {
+        "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment,
+        "budget": {"runtime_s": budget_s, "peak_mb": budget_mb, "cell_timeout_s": timeout},
+        "ok": all(run.status == "ok" for run in runs),
+        "notebooks": [asdict(run) for run in runs],
+        "other_results": others,
+    }
+    (out / "report.json").write_text(json.dumps(summary, indent=1))
+    return runs, others
+
+
+def _default_notebooks() -> list[str]:
+    from course_utils.paths import repo_root
+
+    root = repo_root()
+    return [str((root or Path.cwd()) / "notebooks")]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m course_utils.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--notebooks", nargs="+", default=None,
+                        help="notebooks and/or folders of notebooks (default: the repository's notebooks/)")
+    parser.add_argument("--out", default="build", help="output folder (default: build)")
+    parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT, help="seconds allowed per cell (default: 600)")
+    parser.add_argument("--budget-seconds", type=float, default=BUDGET_SECONDS, help="runtime budget (default: 120)")
+    parser.add_argument("--budget-mb", type=float, default=BUDGET_MB, help="peak memory budget in MB (default: 3000)")
+    parser.add_argument("--strict-budget", action="store_true", help="exit non-zero when a notebook is over budget")
+    parser.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; returns the exit status (1 when a notebook failed)."""
+    args = _parser().parse_args(argv)
+    try:
+        notebooks = find_notebooks(args.notebooks or _default_notebooks())
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not notebooks:
+        print("warning: no notebooks found; the report is empty", file=sys.stderr)
+    runs, _ = run_report(notebooks, Path(args.out), args.budget_seconds, args.budget_mb, args.timeout, args.kernel)
+    out = Path(args.out)
+    print(f"wrote {out / 'report.md'} and {out / 'report.json'}")
+    failed = [run.notebook for run in runs if run.status != "ok"]
+    flagged = [run.notebook for run in runs if run.over_budget]
+    if failed:
+        print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
+    if flagged:
+        print(f"over budget: {', '.join(flagged)}", file=sys.stderr)
+    return 1 if failed or (args.strict_budget and flagged) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
