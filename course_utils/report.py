@@ -181,7 +181,11 @@ def run_notebook(path: Path, executed_path: Path, results_dir: Path, timeout: in
 
     path = Path(path)
     run = NotebookRun(notebook=path.stem, path=str(path), status="ok")
-    nb = nbformat.read(path, as_version=4)
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as error:  # noqa: BLE001 - an unreadable notebook is a failed notebook
+        run.status, run.error = "failed", _describe_error(error, None)
+        return run
     client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, allow_errors=False,
                             resources={"metadata": {"path": str(path.parent.resolve())}})
     client.reset_execution_trackers()
@@ -269,7 +273,8 @@ def format_markdown(runs: Sequence[NotebookRun], other_results: Sequence[Mapping
               f"{total:.0f} s in total."]
     if failed:
         lines += ["", "## Failures", ""]
-        lines += [f"- {run.notebook}: {_cell(run.error or 'unknown error')} (see {run.executed})" for run in failed]
+        lines += [f"- {run.notebook}: {_cell(run.error or 'unknown error')}"
+                  + (f" (see {run.executed})" if run.executed else "") for run in failed]
     if flagged:
         lines += ["", "## Over budget", ""]
         lines += [f"- {run.notebook}: {', '.join(run.over_budget)}" for run in flagged]

@@ -485,7 +485,20 @@ def smooth(values, weight: float = 0.9) -> np.ndarray:
     return out
 
 
-def _history_records(history) -> list[Mapping]:
+def _flatten_record(record: Mapping) -> dict:
+    """One flat dict per step: nested ``components`` (loss parts) are merged as they are and
+    nested ``val`` metrics with a ``val_`` prefix (the layout of ``course_utils.train.History``)."""
+    flat = {key: value for key, value in record.items() if key not in ("components", "val")}
+    components = record.get("components")
+    if isinstance(components, Mapping):
+        flat.update(components)
+    val = record.get("val")
+    if isinstance(val, Mapping):
+        flat.update({key if str(key).startswith("val") else f"val_{key}": value for key, value in val.items()})
+    return flat
+
+
+def _history_records(history) -> list[dict]:
     records = getattr(history, "records", history)
     if not isinstance(records, Sequence) or isinstance(records, str):
         raise TypeError("history must be a History (with .records) or a list of dicts like "
@@ -493,51 +506,61 @@ def _history_records(history) -> list[Mapping]:
     for index, record in enumerate(records):
         if not isinstance(record, Mapping) or "step" not in record:
             raise ValueError(f"history record {index} must be a dict with a 'step' key, got {record!r}")
-    return list(records)
+    return [_flatten_record(record) for record in records]
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
 def _series(records: Sequence[Mapping], key: str) -> tuple[np.ndarray, np.ndarray]:
-    points = [(float(r["step"]), float(r[key])) for r in records
-              if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)
-              and math.isfinite(float(r[key]))]
+    points = [(float(r["step"]), float(r[key])) for r in records if _is_number(r.get(key))]
     array = np.array(points, dtype=np.float64).reshape(-1, 2)
     return array[:, 0], array[:, 1]
 
 
-def _metric_keys(records: Sequence[Mapping]) -> list[str]:
+def _numeric_keys(records: Sequence[Mapping]) -> list[str]:
+    """Every key with a number somewhere, in order of first appearance, bookkeeping excluded."""
     keys: list[str] = []
     for record in records:
-        for key, value in record.items():
-            if (key not in _BOOKKEEPING_KEYS and key not in keys and isinstance(value, (int, float))
-                    and not isinstance(value, bool)):
-                keys.append(key)
+        keys.extend(key for key, value in record.items()
+                    if key not in _BOOKKEEPING_KEYS and key not in keys and _is_number(value))
     return keys
 
 
+def _is_validation_metric(key: str) -> bool:
+    return key.startswith("val") and "loss" not in key
+
+
 def plot_history(history, smoothing: float = 0.9, metrics: Sequence[str] | None = None,
-                 ax: Axes | None = None, log_loss: bool = False):
+                 components: bool = True, ax: Axes | None = None, log_loss: bool = False):
     """Plot a training run: the loss per step (raw, faint) with its smoothed curve, and the
     validation metrics on a second y axis.
 
-    ``history``: a ``History`` (its ``.records``) or a list of dicts, each with ``step``
-    and any of ``loss`` and metric values (e.g. ``{"step": 100, "val_mAP": 0.4}``).
-    ``metrics``: the keys to plot on the second axis (default: every other numeric key
-    except bookkeeping like ``lr``/``time``; keys containing "loss" go on the loss axis).
+    ``history``: a ``course_utils.train.History`` (its ``.records``; nested ``components``
+    and ``val`` dicts are understood) or a list of dicts, each with ``step`` and any of
+    ``loss``, loss components and ``val_*`` metrics (e.g. ``{"step": 100, "val_mAP": 0.4}``).
+    ``metrics``: the keys for the second axis (default: the keys starting with "val",
+    except validation losses, which share the loss axis). ``components``: also draw the
+    other numeric keys (loss parts such as ``loss_box_reg``; bookkeeping like ``lr`` is
+    skipped), smoothed, on the loss axis.
     Returns ``fig, (loss_ax, metric_ax)``; ``metric_ax`` is None without metrics.
     """
+    if not 0.0 <= float(smoothing) < 1.0:
+        raise ValueError(f"smoothing must lie in [0, 1), got {smoothing}")
     records = _history_records(history)
     steps, losses = _series(records, "loss")
+    numeric = _numeric_keys(records)
     if metrics is None:
-        extra = _metric_keys(records)
+        metric_keys = [key for key in numeric if _is_validation_metric(key)]
     else:
-        extra = list(metrics)
-        present = set().union(*(record.keys() for record in records)) if records else set()
-        missing = [key for key in extra if key not in present]
+        metric_keys = list(metrics)
+        missing = [key for key in metric_keys if key not in numeric]
         if missing:
-            raise ValueError(f"metrics {missing} are not in the history's records (keys: {sorted(present)})")
-    loss_keys = [key for key in extra if "loss" in key]
-    metric_keys = [key for key in extra if "loss" not in key]
-    if steps.size == 0 and not extra:
+            raise ValueError(f"metrics {missing} have no numbers in the history's records (numeric keys: {numeric})")
+    loss_keys = [key for key in numeric if key not in metric_keys and not _is_validation_metric(key)
+                 and (components or key.startswith("val"))]
+    if steps.size == 0 and not metric_keys and not loss_keys:
         raise ValueError("history has no 'loss' and no metric values to plot")
     created = ax is None
     if created:

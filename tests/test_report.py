@@ -132,6 +132,14 @@ def test_find_notebooks_expands_folders_and_rejects_what_is_not_a_notebook(tmp_p
         report.find_notebooks([tmp_path / "notes.txt"])
 
 
+def test_an_unreadable_notebook_is_a_failed_run(tmp_path):
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text("{ not json")
+    run = report.run_notebook(broken, tmp_path / "executed" / "broken.ipynb", tmp_path / "results")
+    assert run.status == "failed" and run.error
+    assert run.executed is None and not (tmp_path / "executed").exists()
+
+
 def test_budget_flags():
     assert report.budget_flags(119.0, 2999.0) == []
     assert report.budget_flags(121.0, 100.0) == ["runtime 121 s > 120 s"]

@@ -400,13 +400,40 @@ def test_plot_history_raw_and_smoothed_loss_and_metrics_on_a_second_axis(wrap):
     assert "val_mAP" in labels and "lr" not in labels
 
 
-def test_plot_history_without_metrics_and_with_loss_parts():
-    records = [{"step": s, "loss": 1.0 / (s + 1), "loss_box": 0.5 / (s + 1)} for s in range(10)]
+def test_plot_history_loss_parts_share_the_loss_axis():
+    records = [{"step": s, "loss": 1.0 / (s + 1), "loss_box": 0.5 / (s + 1), "cls": 0.3, "lr": 0.1}
+               for s in range(10)]
     fig, (loss_ax, metric_ax) = viz.plot_history(records)
     assert metric_ax is None
-    assert len(loss_ax.get_lines()) == 3
-    fig, (loss_ax, metric_ax) = viz.plot_history(records, metrics=[])
+    assert [line.get_label() for line in loss_ax.get_lines()][2:] == ["loss_box", "cls"]
+    fig, (loss_ax, metric_ax) = viz.plot_history(records, components=False)
     assert len(loss_ax.get_lines()) == 2
+
+
+def test_plot_history_reads_the_train_modules_nested_records():
+    records = [{"step": s, "loss": 2.0 - s / 10, "lr": 0.01, "components": {"obj": 1.0 - s / 20}}
+               for s in range(1, 11)]
+    records[4]["val"] = {"AP50": 0.3, "loss": 1.5}
+    records[9]["val"] = {"AP50": 0.6, "loss": 1.1}
+    fig, (loss_ax, metric_ax) = viz.plot_history(_History(records))
+    labels = [line.get_label() for line in loss_ax.get_lines()]
+    assert labels[2:] == ["obj", "val_loss"]
+    (metric_line,) = metric_ax.get_lines()
+    assert metric_line.get_label() == "val_AP50"
+    np.testing.assert_allclose(metric_line.get_xdata(), [5, 10])
+    val_loss = loss_ax.get_lines()[3]
+    np.testing.assert_allclose(val_loss.get_ydata(), [1.5, 1.1])  # sparse: drawn as points, not smoothed
+
+
+def test_plot_history_explicit_metrics_and_given_axes():
+    records = _records()
+    for record in records:
+        record["mAP"] = record["step"] / 100
+    fig, ax = plt.subplots()
+    returned, (loss_ax, metric_ax) = viz.plot_history(records, metrics=["mAP"], ax=ax, smoothing=0.0)
+    assert returned is fig and loss_ax is ax
+    assert [line.get_label() for line in metric_ax.get_lines()] == ["mAP"]
+    assert len(loss_ax.get_lines()) == 1  # smoothing 0: the raw loss only; val_mAP not chosen
 
 
 @pytest.mark.parametrize("history, kwargs, error", [
@@ -414,6 +441,7 @@ def test_plot_history_without_metrics_and_with_loss_parts():
     ([{"loss": 1.0}], {}, ValueError),
     ([{"step": 0}], {}, ValueError),
     (_records(), {"metrics": ["val_AP"]}, ValueError),
+    (_records(), {"smoothing": 1.0}, ValueError),
 ])
 def test_plot_history_rejects_bad_records(history, kwargs, error):
     with pytest.raises(error):
