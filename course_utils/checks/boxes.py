@@ -318,6 +318,11 @@ def batched_nms_cases() -> list[Case]:
             hint="Concatenating the per-class results is not enough: sort the kept indices by score at the end.",
         ),
         Case(
+            "IoU exactly equal to iou_threshold within a class: both kept",
+            (t([[0.0, 0.0, 4.0, 1.0], [0.0, 0.0, 2.0, 1.0], [0.0, 0.0, 2.0, 1.0]]), t([0.9, 0.6, 0.8]), t([3, 3, 4]), 0.5),
+            hint="Suppress only when IoU > iou_threshold (strictly greater), as torchvision does.",
+        ),
+        Case(
             "tied scores across classes: identical boxes with equal scores, both kept",
             (t([square, square]), t([0.5, 0.5]), t([0, 1]), 0.5),
             hint=per_class,
