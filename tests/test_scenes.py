@@ -1,0 +1,172 @@
+"""Tests of the scene generator: determinism, exact targets, variety, bad input."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torchvision.ops import masks_to_boxes
+
+from course_utils.scenes import (
+    SEMANTIC_CLASSES,
+    STUFF_CLASSES,
+    THING_CLASSES,
+    Scene,
+    SceneConfig,
+    boxes_from_masks,
+    config_hash,
+    generate_scene,
+    instance_map_from_masks,
+    masks_from_instance_map,
+    scene_seed,
+)
+
+SMALL = SceneConfig(size=64)
+
+
+@pytest.fixture(scope="module")
+def scenes() -> list[Scene]:
+    return [generate_scene(scene_seed("train", i)) for i in range(40)]
+
+
+def test_class_lists_follow_the_contract():
+    assert THING_CLASSES == ("disk", "triangle", "star")
+    assert STUFF_CLASSES == ("sky", "grass", "gravel", "brick")
+    assert SEMANTIC_CLASSES == STUFF_CLASSES + THING_CLASSES
+
+
+def test_scene_arrays_have_the_documented_shapes_and_dtypes(scenes):
+    for scene in scenes:
+        n = len(scene.labels)
+        assert scene.image.shape == (128, 128, 3) and scene.image.dtype == np.uint8
+        assert scene.boxes.shape == (n, 4) and scene.boxes.dtype == np.float32
+        assert scene.labels.dtype == np.int64 and set(scene.labels.tolist()) <= {1, 2, 3}
+        assert scene.masks.shape == (n, 128, 128) and scene.masks.dtype == bool
+        assert scene.semantic.shape == (128, 128) and scene.semantic.dtype == np.uint8
+        assert scene.semantic.max() < len(SEMANTIC_CLASSES)
+
+
+def test_same_seed_gives_identical_bytes_and_other_seeds_differ():
+    first, again = generate_scene(12345, SMALL), generate_scene(12345, SMALL)
+    for field in ("image", "boxes", "labels", "masks", "semantic"):
+        assert getattr(first, field).tobytes() == getattr(again, field).tobytes()
+    assert generate_scene(12346, SMALL).image.tobytes() != first.image.tobytes()
+
+
+def test_splits_use_disjoint_seeds_and_give_different_images():
+    seeds = {split: {scene_seed(split, i) for i in range(1000)} for split in ("train", "val", "test")}
+    assert not seeds["train"] & seeds["val"] and not seeds["train"] & seeds["test"] and not seeds["val"] & seeds["test"]
+    images = {split: generate_scene(scene_seed(split, 0), SMALL).image.tobytes() for split in ("train", "val", "test")}
+    assert len(set(images.values())) == 3
+
+
+def test_boxes_are_the_exclusive_tight_boxes_of_the_visible_masks(scenes):
+    for scene in scenes:
+        for box, mask in zip(scene.boxes, scene.masks):
+            ys, xs = np.nonzero(mask)
+            assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+
+
+def test_boxes_from_masks_matches_torchvision_plus_one():
+    rng = np.random.default_rng(0)
+    masks = rng.random((5, 20, 30)) > 0.97
+    masks[:, 3, 4] = True
+    expected = masks_to_boxes(torch.from_numpy(masks)) + torch.tensor([0.0, 0.0, 1.0, 1.0])
+    assert torch.equal(torch.from_numpy(boxes_from_masks(masks)), expected)
+    assert boxes_from_masks(np.zeros((0, 8, 8), bool)).shape == (0, 4)
+    with pytest.raises(ValueError, match="at least one pixel"):
+        boxes_from_masks(np.zeros((1, 8, 8), bool))
+
+
+def test_masks_are_disjoint_and_agree_with_the_semantic_map(scenes):
+    for scene in scenes:
+        assert scene.masks.sum(axis=0).max(initial=0) <= 1
+        for label, mask in zip(scene.labels, scene.masks):
+            assert (scene.semantic[mask] == len(STUFF_CLASSES) + label - 1).all()
+        covered = scene.masks.any(axis=0)
+        assert (scene.semantic[~covered] < len(STUFF_CLASSES)).all()
+
+
+def test_occlusion_keeps_enough_of_every_instance():
+    config = SceneConfig(size=96, min_objects=6, max_objects=6, min_visible_fraction=0.5, min_visible_pixels=20)
+    occluded = 0
+    for index in range(15):
+        scene = generate_scene(scene_seed("val", index), config)
+        for mask in scene.masks:
+            assert mask.sum() >= 20
+        occluded += int(len(scene.labels) > 1)
+    assert occluded > 0
+
+
+def test_dataset_varies_in_classes_sizes_counts_and_stuff(scenes):
+    labels = np.concatenate([s.labels for s in scenes])
+    assert set(labels.tolist()) == {1, 2, 3}
+    sides = np.concatenate([np.maximum(s.boxes[:, 2] - s.boxes[:, 0], s.boxes[:, 3] - s.boxes[:, 1]) for s in scenes])
+    assert sides.max() / np.percentile(sides, 5) >= 4
+    assert len({len(s.labels) for s in scenes}) >= 4
+    stuff = set(np.concatenate([np.unique(s.semantic[s.semantic < 4]) for s in scenes]).tolist())
+    assert stuff == {0, 1, 2, 3}
+
+
+def test_colour_does_not_give_the_class_away(scenes):
+    means = {label: [] for label in (1, 2, 3)}
+    for scene in scenes:
+        for label, mask in zip(scene.labels, scene.masks):
+            means[label].append(scene.image[mask].mean(axis=0))
+    spread = [np.std(np.array(values), axis=0).mean() for values in means.values()]
+    assert min(spread) > 25  # each class comes in many colours
+
+
+def test_zero_objects_are_allowed():
+    scene = generate_scene(7, SceneConfig(size=64, min_objects=0, max_objects=0))
+    assert scene.boxes.shape == (0, 4) and scene.masks.shape == (0, 64, 64) and scene.labels.shape == (0,)
+    assert (scene.semantic < len(STUFF_CLASSES)).all()
+
+
+def test_size_parameter_scales_the_scene():
+    config = SceneConfig(size=200)
+    low, high = config.object_size_range()
+    assert high / low >= 4 and high > 56
+    scene = generate_scene(3, config)
+    assert scene.image.shape == (200, 200, 3) and scene.semantic.shape == (200, 200)
+
+
+def test_instance_map_round_trip(scenes):
+    for scene in scenes[:10]:
+        ids = instance_map_from_masks(scene.masks)
+        assert ids.dtype == np.uint8
+        np.testing.assert_array_equal(masks_from_instance_map(ids, len(scene.labels)), scene.masks)
+    with pytest.raises(ValueError, match="overlap"):
+        instance_map_from_masks(np.ones((2, 4, 4), bool))
+
+
+def test_config_hash_changes_with_the_config():
+    assert config_hash(SceneConfig()) == config_hash(SceneConfig())
+    assert config_hash(SceneConfig()) != config_hash(SceneConfig(max_distractors=5))
+    assert dataclasses.is_dataclass(SceneConfig) and SceneConfig().to_dict()["size"] == 128
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(size=16), "size"),
+    (dict(size=64, max_object_size=80), "max_object_size"),
+    (dict(min_object_size=30, max_object_size=20), "min_object_size"),
+    (dict(min_objects=3, max_objects=2), "max_objects"),
+    (dict(min_visible_fraction=1.5), "min_visible_fraction"),
+    (dict(max_distractors=-1), "max_distractors"),
+])
+def test_bad_config_values_are_rejected_with_the_field_name(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SceneConfig(**kwargs)
+
+
+def test_bad_types_and_arguments_are_rejected():
+    with pytest.raises(TypeError, match="size"):
+        SceneConfig(size=128.0)
+    with pytest.raises(ValueError, match="split"):
+        scene_seed("training", 0)
+    with pytest.raises(ValueError, match="index"):
+        scene_seed("train", -1)
+    with pytest.raises(TypeError, match="seed"):
+        generate_scene(-5)
+    with pytest.raises(TypeError, match="config"):
+        generate_scene(0, config={"size": 64})
