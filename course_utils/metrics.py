@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from course_utils.device import loader_kwargs, pick_device, synchronize
 from course_utils.train import segmentation_logits, to_device
-from course_utils.validate import check_boxes, check_labels, check_masks, check_target
+from course_utils.validate import check_boxes, check_labels, check_target
 
 #: The names of ``COCOeval.stats``, in order.
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")

@@ -256,7 +256,7 @@ class History:
 
     def __repr__(self) -> str:
         last_val = self.val[-1] if self.val else {}
-        shown = ", ".join(f"{key} {value:.3g}" for key, value in last_val.items() if key != "step")
+        shown = ", ".join(f"{key} {value:.3g}" for key, value in list(last_val.items())[1:4])
         loss = f", loss {self.losses[-1]:.4g}" if self.records else ""
         return (f"History(step {self.step}/{self.steps}{loss}{', ' + shown if shown else ''}, "
                 f"{self.seconds:.1f} s{', resumed from ' + str(self.resumed_from) if self.resumed_from else ''})")

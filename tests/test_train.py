@@ -183,6 +183,22 @@ def test_a_checkpoint_with_another_optimizer_raises(tmp_path):
             steps=STEPS, batch_size=BATCH, checkpoint=tmp_path / "sgd_run.pt", device="cpu", progress=False)
 
 
+def test_a_file_not_written_by_fit_raises(tmp_path):
+    model, optimizer, _ = _setup("sgd")
+    torch.save({"model": model.state_dict()}, tmp_path / "bare.pt")  # a plain state dict, no format tag
+    with pytest.raises(CheckpointError, match="not a checkpoint written by"):
+        fit(model, NoisyDataset(), loss_fn=classification_loss, optimizer=optimizer, steps=2, batch_size=BATCH,
+            checkpoint=tmp_path / "bare.pt", device="cpu", progress=False)
+
+
+def test_resuming_with_other_settings_warns(tmp_path):
+    _run(tmp_path, "changed", stop_after=3)
+    model, optimizer, scheduler = _setup("sgd")
+    with pytest.warns(UserWarning, match="batch_size"):
+        fit(model, NoisyDataset(), loss_fn=classification_loss, optimizer=optimizer, scheduler=scheduler,
+            steps=STEPS, batch_size=4, checkpoint=tmp_path / "changed.pt", device="cpu", progress=False)
+
+
 def test_checkpoints_are_written_atomically_and_periodically(tmp_path, monkeypatch):
     saved_steps = []
     original = train.save_checkpoint
