@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import textwrap
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -165,6 +166,29 @@ def run_cases(
         raise ValueError(f"the check for {name} has no cases")
     compare = compare_tensors if compare is None else compare
     names = _parameter_names(reference)
+    # Warnings are collected, not shown on stderr: nbgrader counts any stderr output as a failed check cell.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _run_each_case(fn, cases, name=name, reference=reference, compare=compare, names=names)
+    if not quiet:
+        print(f"✓ {name}: all {len(cases)} cases pass")
+        if caught:
+            first = caught[0]
+            print(f"  note: {name} raised a warning ({first.category.__name__}: {first.message})")
+    return len(cases)
+
+
+def _run_each_case(
+    fn: Callable[..., Any],
+    cases: Sequence[Case],
+    *,
+    name: str,
+    reference: Callable[..., Any],
+    compare: Comparator,
+    names: Sequence[str],
+) -> None:
+    """The loop of :func:`run_cases`: raise on the first case ``fn`` gets wrong."""
+    __tracebackhide__ = True  # noqa: F841
     for number, case in enumerate(cases, start=1):
         expected = reference(*_clone(case.args), **_clone(dict(case.kwargs)))
         args, kwargs = _clone(case.args), _clone(dict(case.kwargs))
@@ -188,9 +212,6 @@ def run_cases(
         problem = compare(got, expected, case)
         if problem:
             raise CheckFailed(_failure(name, number, len(cases), case, names, expected, got, problem))
-    if not quiet:
-        print(f"✓ {name}: all {len(cases)} cases pass")
-    return len(cases)
 
 
 def run_quietly(check: Callable[..., Any], fn: Any) -> Exception | None:
@@ -239,12 +260,13 @@ def use_reference_if_stuck(
     if error is None:
         print(f"✓ {name}: yours passes its check, so the cells below use your {name}.")
         return student_fn
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    print(
+    reason = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else type(error).__name__
+    note = (
         f"→ {name}: the cells below use the reference {_qualified_name(reference)} because yours does not pass "
         f"its check yet ({reason}). To use yours: fix it, re-run its cell and the check, and set "
         "USE_REFERENCE_SOLUTIONS = False."
     )
+    print(textwrap.fill(note, _WIDTH, break_on_hyphens=False, break_long_words=False))
     return reference
 
 

@@ -52,6 +52,10 @@ END_SOLUTION = "### END SOLUTION"
 BEGIN_HIDDEN_TESTS = "### BEGIN HIDDEN TESTS"
 END_HIDDEN_TESTS = "### END HIDDEN TESTS"
 NBGRADER_SCHEMA_VERSION = 3
+# What nbgrader's ClearSolutions / ClearHiddenTests actually look for: ANY line containing these words is a
+# delimiter, in any cell, including markdown prose that merely mentions them.
+_SOLUTION_WORDS = ("BEGIN SOLUTION", "END SOLUTION")
+_HIDDEN_WORDS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 _GRADE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # nbgrader's pattern; also a valid nbformat cell id
 
 
@@ -68,7 +72,7 @@ def solution_cell(source: str, grade_id: str) -> NotebookNode:
     ``# YOUR CODE HERE`` / ``raise NotImplementedError()``.
     """
     _require_grade_id(grade_id)
-    regions = _regions(source, BEGIN_SOLUTION, END_SOLUTION)
+    regions = _regions(source, *_SOLUTION_WORDS)
     if regions is None or not regions:
         raise ValueError(
             f"solution cell {grade_id!r} needs one or more regions between {BEGIN_SOLUTION!r} and {END_SOLUTION!r}"
@@ -85,9 +89,9 @@ def check_cell(source: str, grade_id: str, points: float) -> NotebookNode:
     _require_grade_id(grade_id)
     if isinstance(points, bool) or not isinstance(points, (int, float)) or not points > 0:
         raise ValueError(f"check cell {grade_id!r} needs points > 0, got {points!r}")
-    if BEGIN_SOLUTION in source:
+    if any(word in source for word in _SOLUTION_WORDS):
         raise ValueError(f"check cell {grade_id!r} must not contain a solution region")
-    if _regions(source, BEGIN_HIDDEN_TESTS, END_HIDDEN_TESTS) is None:
+    if _regions(source, *_HIDDEN_WORDS) is None:
         raise ValueError(f"check cell {grade_id!r} has unbalanced hidden-test delimiters")
     return _code_cell(source, grade_id, grade=True, solution=False, locked=True, points=points)
 
@@ -111,8 +115,13 @@ def nbgrader_problems(nb: NotebookNode) -> list[str]:
         meta = cell.get("metadata", {}).get("nbgrader")
         source = cell.get("source", "")
         if meta is None:
-            if BEGIN_SOLUTION in source or BEGIN_HIDDEN_TESTS in source:
-                problems.append(f"{where} has solution or hidden-test delimiters but no nbgrader metadata")
+            words = [w for w in _SOLUTION_WORDS + _HIDDEN_WORDS if w in source]
+            if words:
+                problems.append(
+                    f"{where} ({cell.cell_type}) contains {' / '.join(repr(w) for w in words)} but has no nbgrader "
+                    "metadata: nbgrader treats every line containing these words as a delimiter, even in prose; "
+                    "reword it (e.g. 'between the solution markers')"
+                )
             continue
         problems += [f"{where}: {p}" for p in _cell_problems(cell, meta, source)]
         grade_id = meta.get("grade_id")
@@ -177,11 +186,11 @@ def release_notebook(src_path: str | Path) -> NotebookNode:
 
 
 def source_notebooks(source: str | Path) -> list[Path]:
-    """The notebooks directly in ``source`` (``*.ipynb``, sorted; checkpoints ignored)."""
+    """The notebooks directly in ``source`` (``*.ipynb``, sorted; hidden files and checkpoints ignored)."""
     source = Path(source)
     if not source.is_dir():
         raise FileNotFoundError(f"no notebook folder {source}")
-    return sorted(p for p in source.glob("*.ipynb") if p.is_file())
+    return sorted(p for p in source.glob("*.ipynb") if p.is_file() and not p.name.startswith("."))
 
 
 def release_all(source: str | Path = "notebooks", out: str | Path = "release", *, prune: bool = True) -> list[Path]:
@@ -277,14 +286,14 @@ def _cell_problems(cell: NotebookNode, meta: dict, source: str) -> list[str]:
         problems.append(f"grade_id {grade_id!r} is missing or not 1-64 letters, digits, '_' or '-'")
     if grade and not (isinstance(meta.get("points"), (int, float)) and meta["points"] > 0):
         problems.append(f"graded cell {grade_id!r} needs points > 0, has {meta.get('points')!r}")
-    solution_regions = _regions(source, BEGIN_SOLUTION, END_SOLUTION)
+    solution_regions = _regions(source, *_SOLUTION_WORDS)
     if solution_regions is None:
         problems.append(f"cell {grade_id!r} has unbalanced or nested {BEGIN_SOLUTION!r} / {END_SOLUTION!r}")
     elif solution and cell.cell_type == "code" and not solution_regions:
         problems.append(f"solution cell {grade_id!r} has no {BEGIN_SOLUTION!r} ... {END_SOLUTION!r} region")
     elif solution_regions and not solution:
         problems.append(f"cell {grade_id!r} has a solution region but is not a solution cell")
-    hidden = _regions(source, BEGIN_HIDDEN_TESTS, END_HIDDEN_TESTS)
+    hidden = _regions(source, *_HIDDEN_WORDS)
     if hidden is None:
         problems.append(f"cell {grade_id!r} has unbalanced {BEGIN_HIDDEN_TESTS!r} / {END_HIDDEN_TESTS!r}")
     elif hidden and not grade:

@@ -60,6 +60,22 @@ def test_quiet_prints_nothing(capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_warnings_become_a_note_on_stdout_not_stderr(capsys):
+    import warnings
+
+    def warns(x):
+        warnings.warn("copying a tensor", UserWarning)
+        return 2 * x
+
+    run_cases(warns, cases(), name="double", reference=double)
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert captured.out.splitlines() == [
+        "✓ double: all 3 cases pass",
+        "  note: double raised a warning (UserWarning: copying a tensor)",
+    ]
+
+
 def test_wrong_values_name_the_case_expected_got_and_hint():
     message = failure(lambda x: 3 * x)
     assert message.startswith("double failed case 1 of 3: three numbers")

@@ -25,9 +25,6 @@ from nbgrader.nbgraderformat.common import ValidationError
 
 from course_utils.release import (
     BEGIN_HIDDEN_TESTS,
-    BEGIN_SOLUTION,
-    END_HIDDEN_TESTS,
-    END_SOLUTION,
     check_cell,
     main,
     nbgrader_problems,
@@ -42,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 RELEASE = ROOT / "release"
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "assignment_example.ipynb"
-SOURCES = sorted(NOTEBOOKS.glob("*.ipynb")) + [FIXTURE]
+SOURCE_NOTEBOOKS = source_notebooks(NOTEBOOKS) if NOTEBOOKS.is_dir() else []
+SOURCES = SOURCE_NOTEBOOKS + [FIXTURE]
 STUB = "raise NotImplementedError()"
 
 
@@ -75,8 +73,8 @@ def _secret_lines(nb) -> set[str]:
     """Solution and hidden-test lines that appear nowhere else in the source notebook."""
     secret, public = set(), set()
     for cell in nb.cells:
-        inside = _region_lines(cell.source, BEGIN_SOLUTION, END_SOLUTION)
-        inside += _region_lines(cell.source, BEGIN_HIDDEN_TESTS, END_HIDDEN_TESTS)
+        inside = _region_lines(cell.source, "BEGIN SOLUTION", "END SOLUTION")  # nbgrader's own delimiters
+        inside += _region_lines(cell.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
         if _nbgrader(cell).get("solution") and not inside:  # a whole-cell solution (markdown answers)
             inside = [line.strip() for line in cell.source.split("\n") if line.strip()]
         secret.update(inside)
@@ -149,8 +147,9 @@ def test_nbgrader_problems_finds_each_mistake():
     region_in_check = check_cell("check(f)", "k", points=1)
     region_in_check.source = SOLUTION_SOURCE
     missing_keys = nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"grade": True}})
+    prose = nbformat.v4.new_markdown_cell("Write your code between the `### BEGIN SOLUTION` and\n`### END SOLUTION` lines.")
     problems = nbgrader_problems(
-        _nb(good, duplicate, no_points, old_schema, no_region, loose, hidden_outside, region_in_check, missing_keys)
+        _nb(good, duplicate, no_points, old_schema, no_region, loose, hidden_outside, region_in_check, missing_keys, prose)
     )
     text = "\n".join(problems)
     for words in [
@@ -158,10 +157,11 @@ def test_nbgrader_problems_finds_each_mistake():
         "needs points > 0",
         "schema_version is 2",
         "solution cell 'g' has no",
-        "cell 5 has solution or hidden-test delimiters but no nbgrader metadata",
+        "cell 5 (code) contains 'BEGIN SOLUTION' / 'END SOLUTION' but has no nbgrader metadata",
         "has hidden tests but is not a graded cell",
         "has a solution region but is not a solution cell",
         "lacks locked, schema_version, solution",
+        "cell 9 (markdown) contains 'BEGIN SOLUTION' / 'END SOLUTION' but has no nbgrader metadata",
     ]:
         assert words in text, (words, problems)
     with pytest.raises(ValueError, match="invalid nbgrader metadata"):
@@ -216,7 +216,7 @@ def test_release_hides_every_solution_line(path):
     released = release_notebook(path)
     leaked = _secret_lines(source) & _all_lines(released)
     assert not leaked, f"solution lines left in the release: {sorted(leaked)}"
-    assert BEGIN_SOLUTION not in json.dumps(released) and END_SOLUTION not in json.dumps(released)
+    assert "BEGIN SOLUTION" not in json.dumps(released) and "END SOLUTION" not in json.dumps(released)
     assert all(c.outputs == [] for c in released.cells if c.cell_type == "code")
     solutions = sum(bool(_nbgrader(c).get("solution")) for c in source.cells)
     assert sum(STUB in c.source for c in released.cells) >= solutions - sum(
@@ -232,6 +232,7 @@ def test_release_all_writes_prunes_and_keeps_other_files(tmp_path, capsys):
     out.mkdir()
     (out / "stale.ipynb").write_text("{}")
     (out / "README.md").write_text("kept")
+    (source / ".hidden.ipynb").write_text("not a notebook")
     written = release_all(source, out)
     assert [p.name for p in written] == ["a.ipynb", "b.ipynb"]
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "a.ipynb", "b.ipynb"]
@@ -331,9 +332,6 @@ def _run_through_the_fallback(client: NotebookClient, nb, after: int) -> int | N
     for index in range(after + 1, fallback + 1):
         client.execute_cell(nb.cells[index], index)
     return fallback
-
-
-SOURCE_NOTEBOOKS = sorted(NOTEBOOKS.glob("*.ipynb"))
 
 
 @pytest.mark.slow
