@@ -351,8 +351,8 @@ def _interrupts_deferred():
 
     The parameter update runs inside, so an interrupt never leaves a half-updated model.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield  # not ours to change (a handler installed outside Python cannot be put back)
         return
     received = []
     try:
