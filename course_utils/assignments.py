@@ -308,7 +308,8 @@ def tensor_type_problem(got: Any, expected: torch.Tensor) -> str | None:
         return problem
     if got.shape != expected.shape:
         problem = f"returned shape {tuple(got.shape)}, expected {tuple(expected.shape)}."
-        if got.dim() == 2 and expected.dim() == 2 and got.shape == expected.shape[::-1] and got.shape[0] != got.shape[1]:
+        square = got.dim() == 2 and got.shape[0] == got.shape[1]
+        if got.dim() == 2 and expected.dim() == 2 and got.shape == expected.shape[::-1] and not square:
             problem += " It looks transposed: row i should belong to the first input's box i."
         elif got.dim() < expected.dim():
             problem += " A dimension is missing: was a result summed, averaged or squeezed away?"

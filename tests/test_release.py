@@ -21,7 +21,6 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbgrader.nbgraderformat import MetadataValidator
-from nbgrader.nbgraderformat.common import ValidationError
 
 from course_utils.release import (
     BEGIN_HIDDEN_TESTS,
@@ -147,10 +146,9 @@ def test_nbgrader_problems_finds_each_mistake():
     region_in_check = check_cell("check(f)", "k", points=1)
     region_in_check.source = SOLUTION_SOURCE
     missing_keys = nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"grade": True}})
-    prose = nbformat.v4.new_markdown_cell("Write your code between the `### BEGIN SOLUTION` and\n`### END SOLUTION` lines.")
-    problems = nbgrader_problems(
-        _nb(good, duplicate, no_points, old_schema, no_region, loose, hidden_outside, region_in_check, missing_keys, prose)
-    )
+    prose = nbformat.v4.new_markdown_cell("Write code between the `### BEGIN SOLUTION` and\n`### END SOLUTION` lines.")
+    cells = [good, duplicate, no_points, old_schema, no_region, loose, hidden_outside, region_in_check, missing_keys]
+    problems = nbgrader_problems(_nb(*cells, prose))
     text = "\n".join(problems)
     for words in [
         "grade_id 'f' is also used by cell 0",

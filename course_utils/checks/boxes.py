@@ -21,7 +21,6 @@ import torchvision
 from course_utils.assignments import (
     Case,
     assignment_check,
-    compare_tensors,
     describe,
     not_a_tensor_problem,
     run_cases,
@@ -56,7 +55,8 @@ def box_area_cases() -> list[Case]:
         Case(
             "a wide box, a tall box and a square",
             (torch.tensor([[0.0, 0.0, 10.0, 2.0], [0.0, 0.0, 2.0, 10.0], [3.0, 1.0, 6.0, 4.0]]),),
-            hint="The columns are x1, y1, x2, y2: width = boxes[:, 2] - boxes[:, 0], height = boxes[:, 3] - boxes[:, 1].",
+            hint="The columns are x1, y1, x2, y2: width = boxes[:, 2] - boxes[:, 0], "
+            "height = boxes[:, 3] - boxes[:, 1].",
         ),
         Case(
             "unit boxes: [0, 0, 1, 1] has area 1",
@@ -170,7 +170,8 @@ def box_iou_cases() -> list[Case]:
         Case(
             "3 random boxes against 3 others (the matrix is not symmetric)",
             (_random_boxes(3, g), _random_boxes(3, g)),
-            hint="Row i belongs to boxes1[i], column j to boxes2[j]: broadcast boxes1[:, None, :] against boxes2[None, :, :].",
+            hint="Row i belongs to boxes1[i], column j to boxes2[j]: "
+            "broadcast boxes1[:, None, :] against boxes2[None, :, :].",
         ),
         Case(
             "one box against one box: shape (1, 1)",
@@ -220,7 +221,10 @@ def check_nms(nms: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor], 
 def nms_cases() -> list[Case]:
     """The cases of :func:`check_nms` (on every available device)."""
     t = torch.tensor
-    greedy_hint = "Visit boxes from the highest score down; keep a box unless a box you already kept overlaps it with IoU > iou_threshold."
+    greedy_hint = (
+        "Visit boxes from the highest score down; keep a box unless a box you already kept overlaps it "
+        "with IoU > iou_threshold."
+    )
     cases = [
         Case(
             "boxes that do not overlap: all kept, highest score first",
@@ -257,8 +261,8 @@ def nms_cases() -> list[Case]:
             (t([[0.0, 0.0, 4.0, 4.0], [0.0, 0.0, 4.0, 4.0], [10.0, 10.0, 14.0, 14.0]]), t([0.5, 0.5, 0.7]), 0.5),
             hint="With equal scores either box may survive, but not both and not neither.",
         ),
-        Case("30 random boxes in 4 clusters, iou_threshold 0.5", _random_nms_inputs(30, 4, 0.5, _SEED + 2), hint=greedy_hint),
-        Case("20 random boxes in 3 clusters, iou_threshold 0.3", _random_nms_inputs(20, 3, 0.3, _SEED + 3), hint=greedy_hint),
+        Case("30 random boxes in 4 clusters, iou_threshold 0.5", _random_nms_inputs(30, 4, 0.5, _SEED + 2), greedy_hint),
+        Case("20 random boxes in 3 clusters, iou_threshold 0.3", _random_nms_inputs(20, 3, 0.3, _SEED + 3), greedy_hint),
         Case(
             "one box (a batch of one): keep = [0]",
             (t([[3.0, 3.0, 9.0, 8.0]]), t([0.4]), 0.5),
@@ -319,7 +323,8 @@ def batched_nms_cases() -> list[Case]:
         ),
         Case(
             "IoU exactly equal to iou_threshold within a class: both kept",
-            (t([[0.0, 0.0, 4.0, 1.0], [0.0, 0.0, 2.0, 1.0], [0.0, 0.0, 2.0, 1.0]]), t([0.9, 0.6, 0.8]), t([3, 3, 4]), 0.5),
+            (t([[0.0, 0.0, 4.0, 1.0], [0.0, 0.0, 2.0, 1.0], [0.0, 0.0, 2.0, 1.0]]), t([0.9, 0.6, 0.8]), t([3, 3, 4]),
+             0.5),
             hint="Suppress only when IoU > iou_threshold (strictly greater), as torchvision does.",
         ),
         Case(
