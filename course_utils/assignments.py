@@ -375,20 +375,27 @@ def _require_function(fn: Any, name: str) -> None:
     raise TypeError(f"the check expects your function {name}, got a {type(fn).__name__}.{hint}")
 
 
-def _map_tensors(value: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+def _map_tensors(
+    value: Any, fn: Callable[[torch.Tensor], torch.Tensor], array_fn: Callable[[np.ndarray], Any] | None = None
+) -> Any:
+    """``value`` with ``fn`` applied to every tensor (and ``array_fn`` to every numpy array) inside tuples,
+    lists and dicts."""
     if isinstance(value, torch.Tensor):
         return fn(value)
+    if isinstance(value, np.ndarray) and array_fn is not None:
+        return array_fn(value)
     if isinstance(value, tuple):
-        return tuple(_map_tensors(v, fn) for v in value)
+        return tuple(_map_tensors(v, fn, array_fn) for v in value)
     if isinstance(value, list):
-        return [_map_tensors(v, fn) for v in value]
+        return [_map_tensors(v, fn, array_fn) for v in value]
     if isinstance(value, dict):
-        return {k: _map_tensors(v, fn) for k, v in value.items()}
+        return {k: _map_tensors(v, fn, array_fn) for k, v in value.items()}
     return value
 
 
 def _clone(value: Any) -> Any:
-    return _map_tensors(value, lambda t: t.detach().clone())
+    """A deep copy of the tensors and numpy arrays in ``value`` (other leaves are shared)."""
+    return _map_tensors(value, lambda t: t.detach().clone(), lambda a: a.copy())
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -400,6 +407,14 @@ def _same(a: Any, b: Any) -> bool:
             and a.dtype == b.dtype
             and a.device == b.device
             and bool(torch.equal(a, b))
+        )
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (
+            isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray)
+            and a.shape == b.shape
+            and a.dtype == b.dtype
+            and bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
         )
     if isinstance(a, (list, tuple)):
         return isinstance(b, type(a)) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))

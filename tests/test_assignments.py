@@ -158,6 +158,23 @@ def test_kwargs_are_cloned_and_checked_for_mutation():
         run_cases(mutates_kwarg, [case], name="f", reference=ref)
 
 
+def test_numpy_inputs_in_nested_containers_are_cloned_and_checked():
+    def total(region):
+        return torch.as_tensor(region["pixels"].sum())
+
+    case = Case("dict with an array", ({"pixels": np.arange(4.0), "id": 3},))
+
+    def zeroes_the_array(region):
+        out = total(region)
+        region["pixels"][:] = 0
+        return out
+
+    assert run_cases(total, [case], name="total", reference=total, quiet=True) == 1
+    with pytest.raises(CheckFailed, match="modified its input `region` in place"):
+        run_cases(zeroes_the_array, [case], name="total", reference=total)
+    assert case.args[0]["pixels"].tolist() == [0.0, 1.0, 2.0, 3.0]  # the case itself is never touched
+
+
 def test_passing_the_result_instead_of_the_function_is_a_type_error():
     with pytest.raises(TypeError, match=r"pass the function itself, check_double\(double\)"):
         check_double(torch.ones(3))
