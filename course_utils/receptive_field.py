@@ -100,8 +100,8 @@ def conv_stack(layers, channels: int = 4, in_channels: int = 1, relu: bool = Tru
 
 def gradient_map(model: nn.Module, input_size: int | tuple[int, int], in_channels: int = 1,
                  weights: str = "uniform", position: tuple[int, int] | None = None,
-                 image: torch.Tensor | None = None) -> torch.Tensor:
-    """``|d mean_c output[c, position] / d input|`` summed over input channels: ``(H, W)`` float64 (CPU).
+                 image: torch.Tensor | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``|d mean_c output[c, position] / d input|`` summed over input channels: ``(H, W)`` on the CPU.
 
     Args:
         model: maps ``(1, in_channels, H, W)`` to ``(1, C, H', W')``.
@@ -113,11 +113,13 @@ def gradient_map(model: nn.Module, input_size: int | tuple[int, int], in_channel
             weights (the "effective" receptive field).
         position: output ``(row, col)``; default the centre ``(H' // 2, W' // 2)``.
         image: input to use instead of ones/noise, ``(1, in_channels, H, W)``.
+        dtype: computation dtype (float32 is fast; uniform weights are positive, so no value
+            cancels and the support is exact in either precision).
     """
     if weights not in ("uniform", "model"):
         raise ValueError(f"weights must be 'uniform' or 'model', got {weights!r}")
     height, width = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
-    probe = copy.deepcopy(model).double().cpu().eval()
+    probe = copy.deepcopy(model).to(device="cpu", dtype=dtype).eval()
     if weights == "uniform":
         with torch.no_grad():
             for module in probe.modules():
@@ -127,11 +129,11 @@ def gradient_map(model: nn.Module, input_size: int | tuple[int, int], in_channel
                     if module.bias is not None:
                         module.bias.zero_()
     if image is None:
-        image = torch.ones(1, in_channels, height, width, dtype=torch.float64)
+        image = torch.ones(1, in_channels, height, width, dtype=dtype)
         if weights == "model":
-            image = torch.randn(1, in_channels, height, width, dtype=torch.float64,
+            image = torch.randn(1, in_channels, height, width, dtype=dtype,
                                 generator=torch.Generator().manual_seed(0))
-    image = image.detach().double().cpu().requires_grad_(True)
+    image = image.detach().to(device="cpu", dtype=dtype).requires_grad_(True)
     out = probe(image)
     if out.ndim != 4:
         raise ValueError(f"model must return (N, C, H, W), got shape {tuple(out.shape)}")
