@@ -42,7 +42,7 @@ PROPOSALS_VERSION = 1
 #: Parameters used when ``load_proposals(params=None)``: Selective Search "fast" (8 hierarchies).
 DEFAULT_PARAMS: dict = {"mode": "fast", "seed": 0}
 
-_ALLOWED_PARAMS = {"mode", "seed", "scales", "min_size", "randomize"}
+_ALLOWED_PARAMS = {"mode", "seed", "scales", "min_size", "sigma", "randomize"}
 
 
 # --------------------------------------------------------------------------- quality
@@ -174,7 +174,7 @@ def sliding_window_proposals(canvas_size: tuple[int, int], sizes: Sequence[int] 
 def normalize_params(params: dict | None = None) -> dict:
     """Selective Search keyword arguments for the cache: :data:`DEFAULT_PARAMS` updated with ``params``.
 
-    Allowed keys: mode ("single", "fast", "quality"), seed, scales (tuple of k), min_size,
+    Allowed keys: mode ("single", "fast", "quality"), seed, scales (tuple of k), min_size, sigma,
     randomize (see :func:`course_utils.selective_search.selective_search`).
     """
     if params is not None and not isinstance(params, dict):
@@ -238,7 +238,7 @@ def _write_cache(path: Path, params: dict, boxes: dict[int, torch.Tensor]) -> No
 
 def _compute(image: np.ndarray, params: dict) -> torch.Tensor:
     scales = tuple(params["scales"]) if params.get("scales") is not None else None
-    kwargs = {key: params[key] for key in ("min_size", "randomize") if key in params}
+    kwargs = {key: params[key] for key in ("min_size", "sigma", "randomize") if key in params}
     boxes = selective_search(image, mode=params["mode"], seed=params["seed"], scales=scales, **kwargs)
     return boxes.round().to(torch.int16)
 
@@ -283,6 +283,26 @@ def load_proposals(split: str, num_images: int, params: dict | None = None, max_
         cached = {**_read_cache(path, params), **cached}  # keep what another process added meanwhile
         _write_cache(path, params, cached)
     return [cached[index][:max_proposals].float() for index in range(num_images)]
+
+
+def save_proposals(split: str, proposals: Sequence[torch.Tensor], params: dict | None = None,
+                   config: SceneConfig = SceneConfig()) -> Path:
+    """Store proposals computed elsewhere (e.g. timed in notebook 02) as images ``0..len-1`` of the cache.
+
+    ``proposals[i]``: float (P_i, 4) xyxy pixel boxes of image i, all of them (not truncated), computed
+    with ``selective_search(image, **params)``; they must be integer pixel coordinates, as Selective
+    Search gives. Entries already cached for other images are kept. Returns the cache file.
+    """
+    params = normalize_params(params)
+    boxes = {}
+    for index, value in enumerate(proposals):
+        value = _as_boxes(value, f"proposals[{index}]")
+        if not torch.equal(value, value.round()):
+            raise ValueError(f"proposals[{index}] must hold integer pixel coordinates, as Selective Search gives")
+        boxes[index] = value.to(torch.int16)
+    path = cache_path(split, params, config)
+    _write_cache(path, params, {**_read_cache(path, params), **boxes})
+    return path
 
 
 def clear_proposal_cache(split: str | None = None) -> int:

@@ -60,9 +60,16 @@ COLOR_SPACES: tuple[str, ...] = ("rgb", "hsv", "lab", "rgi", "h", "i")
 SIMILARITY_LETTERS = "CTSF"
 #: Modes of :func:`strategies`.
 MODES: tuple[str, ...] = ("single", "fast", "quality")
-#: The Felzenszwalb ``k`` values of the course's modes (the paper's 50-300 were for ~500x375
-#: images; our 128x128 scenes need smaller segments, see the notebook).
-DEFAULT_SCALES: tuple[float, ...] = (25.0, 50.0, 100.0, 200.0)
+#: The Felzenszwalb ``k`` values of the modes, the paper's: "single" uses k = 100, "fast" 50 and 100,
+#: "quality" all four.
+DEFAULT_SCALES: tuple[float, ...] = (50.0, 100.0, 150.0, 300.0)
+#: Felzenszwalb's pre-smoothing. The paper uses 0.8 on ~500 x 375 photographs; on the 128 x 128
+#: scenes, whose objects have hard 1-pixel edges and can be 10 px small, 0.8 blurs thin strips
+#: into separate regions and costs about 0.1 MABO (measured in notebook 02's development), so 0.5.
+DEFAULT_SIGMA = 0.5
+#: Smallest initial region in pixels (the paper's code uses k pixels; our smallest objects have
+#: about 16 visible pixels).
+DEFAULT_MIN_SIZE = 10
 
 
 # --------------------------------------------------------------------------- images and colour spaces
@@ -136,7 +143,8 @@ def convert_color(image: np.ndarray, space: str) -> np.ndarray:
 # --------------------------------------------------------------------------- initial regions
 
 
-def initial_regions(image: np.ndarray, scale: float, sigma: float = 0.8, min_size: int = 10) -> np.ndarray:
+def initial_regions(image: np.ndarray, scale: float, sigma: float = DEFAULT_SIGMA,
+                    min_size: int = DEFAULT_MIN_SIZE) -> np.ndarray:
     """Felzenszwalb & Huttenlocher's segmentation of ``image`` (H, W, C) in [0, 1].
 
     ``scale`` is the paper's ``k`` (larger = fewer, bigger regions; in 0-255 intensity units,
@@ -633,10 +641,10 @@ class Strategy:
     """One hierarchical grouping: colour space, Felzenszwalb's k (``scale``), similarity string."""
 
     color_space: str = "hsv"
-    scale: float = 50.0
+    scale: float = 100.0
     measures: str = "CTSF"
-    sigma: float = 0.8
-    min_size: int = 10
+    sigma: float = DEFAULT_SIGMA
+    min_size: int = DEFAULT_MIN_SIZE
 
     def __post_init__(self) -> None:
         if self.color_space not in COLOR_SPACES:
@@ -650,16 +658,16 @@ class Strategy:
         return f"{self.color_space} k={self.scale:g} {self.measures}"
 
 
-def strategies(mode: str = "fast", scales: tuple[float, ...] | None = None, min_size: int = 10) -> tuple[Strategy, ...]:
-    """The diversification strategies of a mode (IJCV 4.1, with ``k`` scaled to our image size).
+def strategies(mode: str = "fast", scales: tuple[float, ...] | None = None, min_size: int = DEFAULT_MIN_SIZE,
+               sigma: float = DEFAULT_SIGMA) -> tuple[Strategy, ...]:
+    """The diversification strategies of a mode (IJCV 4.1).
 
-    * "single": HSV, k = scales[1], C+T+S+F (1 hierarchy);
+    * "single": HSV, k = scales[1], C+T+S+F (1 hierarchy, the paper's best single strategy);
     * "fast" (IJCV's "Selective Search Fast"): colour spaces HSV and Lab x k in scales[:2] x
       similarities C+T+S+F and T+S+F (8 hierarchies);
     * "quality": HSV, Lab, rgI, H, I x 4 values of k x C+T+S+F, T+S+F, F, S (80 hierarchies).
 
-    ``scales`` defaults to :data:`DEFAULT_SCALES` (25, 50, 100, 200), the paper's 50-300
-    shrunk for 128 x 128 images.
+    ``scales`` defaults to :data:`DEFAULT_SCALES` (50, 100, 150, 300), the paper's k values.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -668,12 +676,12 @@ def strategies(mode: str = "fast", scales: tuple[float, ...] | None = None, min_
     if len(scales) < needed:
         raise ValueError(f"mode {mode!r} needs at least {needed} scales, got {scales}")
     if mode == "single":
-        return (Strategy("hsv", scales[1], "CTSF", min_size=min_size),)
+        return (Strategy("hsv", scales[1], "CTSF", sigma, min_size),)
     if mode == "fast":
         spaces, ks, measures = ("hsv", "lab"), scales[:2], ("CTSF", "TSF")
     else:
         spaces, ks, measures = ("hsv", "lab", "rgi", "h", "i"), scales[:4], ("CTSF", "TSF", "F", "S")
-    return tuple(Strategy(space, k, measure, min_size=min_size) for space in spaces for k in ks for measure in measures)
+    return tuple(Strategy(space, k, measure, sigma, min_size) for space in spaces for k in ks for measure in measures)
 
 
 def region_graph(image: np.ndarray, strategy: Strategy, _cache: dict | None = None) -> tuple[RegionGraph, np.ndarray]:
@@ -745,7 +753,8 @@ def rank_proposals(hierarchy_boxes: list[np.ndarray], seed: int = 0, randomize: 
 
 def selective_search(image, mode: str = "fast", strategy_list: tuple[Strategy, ...] | None = None,
                      max_proposals: int | None = None, seed: int = 0, scales: tuple[float, ...] | None = None,
-                     min_size: int = 10, randomize: bool = True) -> torch.Tensor:
+                     min_size: int = DEFAULT_MIN_SIZE, sigma: float = DEFAULT_SIGMA,
+                     randomize: bool = True) -> torch.Tensor:
     """Selective Search box proposals for one image, best ranked first: float32 (P, 4) xyxy pixels.
 
     ``image``: float tensor (3, H, W) in [0, 1] or uint8/float array (H, W, 3). ``mode`` picks
@@ -756,7 +765,7 @@ def selective_search(image, mode: str = "fast", strategy_list: tuple[Strategy, .
                                       or max_proposals < 0):
         raise ValueError(f"max_proposals must be a non-negative int or None, got {max_proposals!r}")
     array = as_hwc_float(image)
-    chosen = strategies(mode, scales, min_size) if strategy_list is None else tuple(strategy_list)
+    chosen = strategies(mode, scales, min_size, sigma) if strategy_list is None else tuple(strategy_list)
     if not chosen:
         raise ValueError("strategy_list must hold at least one Strategy")
     cache: dict = {}
@@ -797,16 +806,46 @@ def opencv_status() -> tuple[bool, str]:
                    "contrib hides the other: keep only opencv-contrib-python(-headless), same version")
 
 
-def opencv_selective_search(image, mode: str = "fast", base_k: float | None = None, inc_k: float | None = None,
-                            sigma: float = 0.8, max_proposals: int | None = None) -> torch.Tensor:
+_OPENCV_MEASURES = {"single": ("CTSF",), "fast": ("CTSF", "TSF"), "quality": ("CTSF", "TSF", "F", "S")}
+
+
+def _opencv_images(bgr: np.ndarray, mode: str) -> list[np.ndarray]:
+    """The colour spaces OpenCV's switchTo* functions use: HSV (single); HSV, Lab (fast); + gray, hue, rgI (quality)."""
+    import cv2
+
+    hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
+    images = [hsv]
+    if mode != "single":
+        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2Lab))
+    if mode == "quality":
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        images += [gray, np.ascontiguousarray(hsv[..., 0]), np.ascontiguousarray(np.dstack([bgr[..., 2], bgr[..., 1], gray]))]
+    return images
+
+
+def _opencv_strategy(measures: str):
+    import cv2
+
+    seg = cv2.ximgproc.segmentation
+    make = {"C": seg.createSelectiveSearchSegmentationStrategyColor, "T": seg.createSelectiveSearchSegmentationStrategyTexture,
+            "S": seg.createSelectiveSearchSegmentationStrategySize, "F": seg.createSelectiveSearchSegmentationStrategyFill}
+    parts = [make[letter]() for letter in measures]
+    return parts[0] if len(parts) == 1 else seg.createSelectiveSearchSegmentationStrategyMultiple(*parts)
+
+
+def opencv_selective_search(image, mode: str = "fast", scales: tuple[float, ...] | None = None,
+                            sigma: float | None = None, min_size: int | None = None,
+                            max_proposals: int | None = None) -> torch.Tensor:
     """OpenCV's Selective Search on one image: float32 (P, 4) xyxy pixels (x2/y2 exclusive), OpenCV's order.
 
-    ``mode`` "single", "fast" or "quality" (``switchToSingleStrategy(k)``,
-    ``switchToSelectiveSearchFast(base_k, inc_k, sigma)``, ``switchToSelectiveSearchQuality(...)``):
-    Felzenszwalb's k runs over ``base_k, base_k + inc_k, ...`` (2 values in "fast", 4 in "quality").
-    ``None`` keeps OpenCV's defaults (single k = 200; base_k = 150, inc_k = 150), tuned for
-    ~500 px photographs. Raises ``ImportError`` with :func:`opencv_status`'s reason when
-    OpenCV's contrib modules are missing.
+    With ``scales``, ``sigma`` and ``min_size`` all None, OpenCV's own set-up for ``mode``
+    (``switchToSingleStrategy``, ``switchToSelectiveSearchFast``, ``switchToSelectiveSearchQuality``):
+    k = 200 (single), 150, 300, 450 (fast), 150 ... 750 (quality), sigma 0.8, and its graph
+    segmentation's default minimum region size of 100 pixels -- tuned for ~500 px photographs.
+    Giving any of them builds the same colour spaces and similarity combinations with those
+    parameters instead (missing ones: ``strategies(mode)``'s k values, sigma 0.5, min_size 10, as ours).
+    OpenCV ranks each hierarchy's *first* (smallest) regions first, the reverse of the paper.
+    Raises ``ImportError`` with :func:`opencv_status`'s reason when OpenCV's contrib modules are missing.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -815,14 +854,23 @@ def opencv_selective_search(image, mode: str = "fast", base_k: float | None = No
         raise ImportError(reason)
     import cv2
 
-    array = (as_hwc_float(image) * 255.0 + 0.5).astype(np.uint8)
-    search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
-    search.setBaseImage(np.ascontiguousarray(array[..., ::-1]))  # OpenCV wants BGR
-    if mode == "single":
-        search.switchToSingleStrategy(int(200 if base_k is None else base_k), float(sigma))
+    bgr = np.ascontiguousarray((as_hwc_float(image) * 255.0 + 0.5).astype(np.uint8)[..., ::-1])
+    seg = cv2.ximgproc.segmentation
+    search = seg.createSelectiveSearchSegmentation()
+    if scales is None and sigma is None and min_size is None:
+        search.setBaseImage(bgr)
+        {"single": search.switchToSingleStrategy, "fast": search.switchToSelectiveSearchFast,
+         "quality": search.switchToSelectiveSearchQuality}[mode]()
     else:
-        switch = search.switchToSelectiveSearchFast if mode == "fast" else search.switchToSelectiveSearchQuality
-        switch(int(150 if base_k is None else base_k), int(150 if inc_k is None else inc_k), float(sigma))
+        ks = sorted({s.scale for s in strategies(mode)}) if scales is None else list(scales)
+        sigma = 0.5 if sigma is None else float(sigma)
+        min_size = 10 if min_size is None else int(min_size)
+        for converted in _opencv_images(bgr, mode):
+            search.addImage(converted)
+        for k in ks:
+            search.addGraphSegmentation(seg.createGraphSegmentation(sigma, float(k), min_size))
+        for measures in _OPENCV_MEASURES[mode]:
+            search.addStrategy(_opencv_strategy(measures))
     rects = np.asarray(search.process(), dtype=np.float32).reshape(-1, 4)
     if max_proposals is not None:
         rects = rects[:max_proposals]

@@ -197,3 +197,14 @@ def test_real_proposals_match_selective_search_on_the_scene(data_folder):
     image = generate_scene(scene_seed("val", 0)).image
     assert torch.equal(boxes, ss.selective_search(image, mode="single"))
     assert torch.equal(P.load_proposals("val", 1, params={"mode": "single"}, max_proposals=5)[0], boxes[:5])
+
+
+def test_saved_proposals_are_served_by_load(data_folder, counting):
+    boxes = [torch.tensor([[0.0, 0.0, 4.0, 4.0], [1.0, 2.0, 3.0, 5.0]]), torch.tensor([[2.0, 2.0, 9.0, 9.0]])]
+    path = P.save_proposals("val", boxes)
+    assert path == P.cache_path("val") and path.exists()
+    loaded = P.load_proposals("val", 3, progress=False)
+    assert counting == ["fast"]  # only image 2 was missing
+    assert torch.equal(loaded[0], boxes[0]) and torch.equal(loaded[1], boxes[1])
+    with pytest.raises(ValueError, match="integer pixel"):
+        P.save_proposals("val", [torch.tensor([[0.5, 0.0, 4.0, 4.0]])])

@@ -325,7 +325,7 @@ def test_strategies_of_each_mode():
         ss.strategies("quality", scales=(10, 20))
     with pytest.raises(ValueError):
         ss.Strategy("xyz")
-    assert ss.Strategy().label() == "hsv k=50 CTSF"
+    assert ss.Strategy().label() == "hsv k=100 CTSF"
 
 
 def test_rank_proposals_removes_duplicates_and_keeps_the_best_rank():
@@ -395,7 +395,9 @@ def test_opencv_status_and_boxes():
     assert [0.0, 0.0, 64.0, 64.0] in boxes.tolist()  # xyxy with exclusive x2 = x + w
     from torchvision.ops import box_iou
     assert box_iou(torch.tensor([[20.0, 10.0, 40.0, 30.0]]), boxes).max() > 0.8  # the red square
-    assert len(ss.opencv_selective_search(image, mode="fast", base_k=50, inc_k=50, max_proposals=3)) <= 3
+    assert len(ss.opencv_selective_search(image, mode="fast", max_proposals=3)) <= 3
+    ours = ss.opencv_selective_search(image, mode="quality", scales=(50, 100), min_size=10)
+    assert [0.0, 0.0, 64.0, 64.0] in ours.tolist() and len(ours) > len(boxes)
     with pytest.raises(ValueError, match="mode"):
         ss.opencv_selective_search(image, mode="best")
 
