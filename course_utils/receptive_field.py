@@ -98,6 +98,15 @@ def conv_stack(layers, channels: int = 4, in_channels: int = 1, relu: bool = Tru
     return nn.Sequential(*parts)
 
 
+def _replace_max_pools(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.MaxPool2d):
+            setattr(module, name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding,
+                                               ceil_mode=child.ceil_mode))
+        else:
+            _replace_max_pools(child)
+
+
 def gradient_map(model: nn.Module, input_size: int | tuple[int, int], in_channels: int = 1,
                  weights: str = "uniform", position: tuple[int, int] | None = None,
                  image: torch.Tensor | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -109,8 +118,9 @@ def gradient_map(model: nn.Module, input_size: int | tuple[int, int], in_channel
         weights: ``"uniform"`` runs a copy of the model with every conv weight set to
             ``1 / (k*k*C_in)`` and biases 0 on an all-ones input: no cancellation and no dead
             ReLU, so the map is exactly the (normalized) number of paths from each input pixel
-            and its support is the receptive field (the map sums to 1). ``"model"`` keeps the model's own
-            weights (the "effective" receptive field).
+            and its support is the receptive field (the map sums to 1). Max-pooling layers are
+            replaced by average pooling with the same window (a max passes its gradient to one
+            pixel only). ``"model"`` keeps the model's own weights (the "effective" receptive field).
         position: output ``(row, col)``; default the centre ``(H' // 2, W' // 2)``.
         image: input to use instead of ones/noise, ``(1, in_channels, H, W)``.
         dtype: computation dtype (float32 is fast; uniform weights are positive, so no value
@@ -121,6 +131,7 @@ def gradient_map(model: nn.Module, input_size: int | tuple[int, int], in_channel
     height, width = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     probe = copy.deepcopy(model).to(device="cpu", dtype=dtype).eval()
     if weights == "uniform":
+        _replace_max_pools(probe)
         with torch.no_grad():
             for module in probe.modules():
                 if isinstance(module, nn.Conv2d):

@@ -88,3 +88,11 @@ def test_context_module_starts_as_identity_and_learns():
     assert not torch.allclose(plain.body[0].weight[:, :, 0, 0], torch.zeros(3, 3))
     with pytest.raises(ValueError, match="channels"):
         rf.ContextModule(0)
+
+
+def test_max_pools_are_measured_with_their_whole_window():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3, dilation=2))
+    expected = rf.receptive_field(rf.layers_of(model))
+    assert expected == 1 + 2 + 1 + 2 * 2 * 2
+    assert rf.measure_receptive_field(model, 40) == (expected, expected)
+    assert isinstance(model[1], nn.MaxPool2d)  # the model itself is left alone
