@@ -92,7 +92,6 @@ def test_notebook_starts_with_the_colab_setup_cell(path):
         f"{path.name}: the first code cell must be course_utils.colab.SETUP_CELL exactly; got:\n{cells[0].source}")
 
 
-@pytest.mark.xfail(strict=False, reason="notebooks are being written")
 def test_the_welcome_notebook_exists():
     assert (NOTEBOOK_DIR / "00_welcome.ipynb").is_file()
 
