@@ -285,7 +285,7 @@ class TinyBackbone(nn.Module):
     the dilation a layer on top of ``pool5`` should use.
     """
 
-    def __init__(self, channels: Sequence[int] = (16, 32, 64, 96, 128), convs_per_stage: int = 1,
+    def __init__(self, channels: Sequence[int] = (16, 32, 48, 64, 96), convs_per_stage: int = 1,
                  in_channels: int = 3, replace_stride_with_dilation: Sequence[bool] = (False, False)) -> None:
         super().__init__()
         channels = tuple(channels)
@@ -358,7 +358,7 @@ class FCN(nn.Module):
     """
 
     def __init__(self, num_classes: int, variant: str = "32s", backbone: TinyBackbone | None = None,
-                 head_channels: int = 128, upsample: str = "bilinear", context: nn.Module | None = None,
+                 head_channels: int = 96, upsample: str = "bilinear", context: nn.Module | None = None,
                  dropout: float = 0.0) -> None:
         super().__init__()
         _require_positive_int(num_classes, "num_classes")
@@ -462,8 +462,8 @@ class FCN(nn.Module):
         return self
 
 
-def fcn(num_classes: int, variant: str = "32s", *, channels: Sequence[int] = (16, 32, 64, 96, 128),
-        convs_per_stage: int = 1, head_channels: int = 128, upsample: str = "bilinear",
+def fcn(num_classes: int, variant: str = "32s", *, channels: Sequence[int] = (16, 32, 48, 64, 96),
+        convs_per_stage: int = 1, head_channels: int = 96, upsample: str = "bilinear",
         context: nn.Module | None = None, replace_stride_with_dilation: Sequence[bool] = (False, False),
         dropout: float = 0.0) -> FCN:
     """Build an :class:`FCN` with a fresh :class:`TinyBackbone` (one call, every knob)."""
@@ -486,6 +486,28 @@ def predict_semantic(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return model(images).argmax(1)
     finally:
         model.train(was_training)
+
+
+def boundary_mask(semantic: torch.Tensor, width: int = 2, ignore_index: int = 255) -> torch.Tensor:
+    """Pixels within ``width`` pixels of a class boundary: bool, same shape as ``semantic``.
+
+    ``semantic``: integer class ids ``(H, W)`` or ``(B, H, W)``. A pixel is on a boundary
+    when its ``(2*width+1)`` square neighbourhood holds more than one class (``ignore_index``
+    pixels count as a class of their own; the image border is not a boundary). Used to score
+    how sharp a prediction is: accuracy on these pixels vs everywhere.
+    """
+    if not isinstance(semantic, torch.Tensor) or semantic.ndim not in (2, 3):
+        raise ValueError(f"semantic must be an (H, W) or (B, H, W) tensor, got {getattr(semantic, 'shape', type(semantic))}")
+    if semantic.is_floating_point() or semantic.dtype == torch.bool:
+        raise TypeError(f"semantic must hold integer class ids, got dtype {semantic.dtype}")
+    _require_positive_int(width, "width")
+    ids = semantic.as_subclass(torch.Tensor).float()
+    ids = ids[None, None] if semantic.ndim == 2 else ids[:, None]
+    size = 2 * width + 1
+    high = F.max_pool2d(F.pad(ids, (width,) * 4, mode="replicate"), size, stride=1)
+    low = -F.max_pool2d(F.pad(-ids, (width,) * 4, mode="replicate"), size, stride=1)
+    mask = high != low
+    return mask[0, 0] if semantic.ndim == 2 else mask[:, 0]
 
 
 def receptive_field(model: FCN) -> int:

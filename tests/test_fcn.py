@@ -256,3 +256,17 @@ def test_helpers_count_predict_receptive_field():
     rf = fcn.receptive_field(model)
     dilated = fcn.fcn(3, "8s", channels=(4, 4, 8, 8, 8), head_channels=8, replace_stride_with_dilation=(True, True))
     assert 32 < rf and fcn.receptive_field(dilated) > 32
+
+
+def test_boundary_mask_marks_pixels_near_class_edges():
+    semantic = torch.zeros(10, 12, dtype=torch.int64)
+    semantic[:, 6:] = 3  # a vertical edge between columns 5 and 6
+    mask = fcn.boundary_mask(semantic, width=2)
+    assert mask.dtype == torch.bool and mask.shape == semantic.shape
+    assert mask[:, 4:8].all() and not mask[:, :4].any() and not mask[:, 8:].any()
+    batch = fcn.boundary_mask(torch.stack([semantic, torch.ones_like(semantic)]), width=1)
+    assert batch[0, :, 5:7].all() and batch[0].sum() == 20 and not batch[1].any()
+    with pytest.raises(TypeError):
+        fcn.boundary_mask(semantic.float())
+    with pytest.raises(ValueError):
+        fcn.boundary_mask(semantic[0])
