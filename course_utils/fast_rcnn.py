@@ -18,7 +18,7 @@ background IoU in [0.1, 0.5)), see :func:`sample_rois` and :func:`fast_rcnn_loss
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +40,8 @@ __all__ = [
     "flip_boxes",
     "sample_rois",
     "smooth_l1_box_loss",
+    "to_inclusive",
+    "train_fast_rcnn",
     "trunk_from_classifier",
 ]
 
@@ -80,7 +82,8 @@ def smooth_l1_box_loss(deltas: torch.Tensor, targets: torch.Tensor, labels: torc
 
 
 def fast_rcnn_loss(class_logits: torch.Tensor, box_deltas: torch.Tensor, labels: torch.Tensor,
-                   targets: torch.Tensor, beta: float = 1.0, box_weight: float = 1.0) -> dict[str, torch.Tensor]:
+                   targets: torch.Tensor, beta: float = 1.0, box_weight: float = 1.0,
+                   box_loss: Callable[..., torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """The multi-task loss ``L = L_cls + lambda [u >= 1] L_loc`` (equation 1) as a dict of its two parts.
 
     Args:
@@ -89,6 +92,8 @@ def fast_rcnn_loss(class_logits: torch.Tensor, box_deltas: torch.Tensor, labels:
         labels: int64 (R,) true classes u (0 = background).
         targets: float (R, 4) regression targets (ignored for background RoIs).
         beta: smooth L1's beta. box_weight: lambda.
+        box_loss: ``box_loss(deltas, targets, labels, beta)``, default :func:`smooth_l1_box_loss` (a notebook
+            passes the student's own).
 
     Returns:
         ``{"loss_classifier": cross-entropy, "loss_box_reg": lambda * smooth_l1_box_loss}``.
@@ -98,8 +103,9 @@ def fast_rcnn_loss(class_logits: torch.Tensor, box_deltas: torch.Tensor, labels:
                          f"and {tuple(box_deltas.shape)}")
     rows = torch.arange(len(labels), device=labels.device)
     chosen = box_deltas[rows, labels.clamp(min=0)]
+    box_loss = smooth_l1_box_loss if box_loss is None else box_loss
     return {"loss_classifier": F.cross_entropy(class_logits, labels, ignore_index=-1),
-            "loss_box_reg": box_weight * smooth_l1_box_loss(chosen, targets, labels, beta)}
+            "loss_box_reg": box_weight * box_loss(chosen, targets, labels, beta)}
 
 
 # --------------------------------------------------------------------------- sampling RoIs
@@ -108,13 +114,14 @@ def fast_rcnn_loss(class_logits: torch.Tensor, box_deltas: torch.Tensor, labels:
 def sample_rois(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torch.Tensor, num_samples: int = 64,
                 positive_fraction: float = 0.25, fg_threshold: float = 0.5, bg_threshold: float = 0.1,
                 weights: Sequence[float] = BOX_WEIGHTS, include_gt: bool = True,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                generator: torch.Generator | None = None,
+                label_fn: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fast R-CNN's RoI sampling for one image.
 
     Labels the proposals (plus the ground-truth boxes when ``include_gt``) with
     :func:`~course_utils.rcnn.label_proposals` (foreground IoU >= 0.5, background in [0.1, 0.5), the rest
     ignored) and draws ``num_samples`` of them with ``positive_fraction`` positives
-    (:func:`~course_utils.rcnn.sample_minibatch`).
+    (:func:`~course_utils.rcnn.sample_minibatch`). ``label_fn`` replaces ``label_proposals`` (same signature).
 
     Returns:
         ``(rois (R, 4) float, labels (R,) int64, targets (R, 4) float)``, R <= num_samples; the targets encode
@@ -125,7 +132,7 @@ def sample_rois(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torc
     gt_labels = _plain(gt_labels).to(proposals.device)
     if include_gt:
         proposals = torch.cat([gt_boxes, proposals])
-    labels, matched = label_proposals(proposals, gt_boxes, gt_labels, fg_threshold, bg_threshold)
+    labels, matched = (label_fn or label_proposals)(proposals, gt_boxes, gt_labels, fg_threshold, bg_threshold)
     picked = sample_minibatch(labels, num_samples, positive_fraction, generator)
     rois, labels, matched = proposals[picked], labels[picked], matched[picked]
     targets = torch.zeros_like(rois)
@@ -150,6 +157,19 @@ def _freeze_batchnorm(module: nn.Module) -> None:
             setattr(module, name, frozen)
         else:
             _freeze_batchnorm(child)
+
+
+def to_inclusive(boxes: torch.Tensor) -> torch.Tensor:
+    """Boxes (N, 4) with an exclusive right/bottom edge (x2 = last pixel + 1, the course's and torchvision's
+    convention) as ``roi_pool`` reads them: Caffe's pixel-inclusive (x1, y1, x2 - 1, y2 - 1), at least 1 pixel.
+
+    ``torchvision.ops.roi_pool``, like the paper's Caffe layer, counts ``round(x2 * scale)`` as the RoI's last
+    cell; passing the exclusive x2 would add up to one cell on the right and at the bottom.
+    """
+    boxes = _plain(boxes)
+    x2 = torch.maximum(boxes[:, 2] - 1, boxes[:, 0])
+    y2 = torch.maximum(boxes[:, 3] - 1, boxes[:, 1])
+    return torch.stack([boxes[:, 0], boxes[:, 1], x2, y2], dim=1)
 
 
 def trunk_from_classifier(classifier: nn.Module, freeze_batchnorm: bool = True) -> tuple[nn.Sequential, float, int]:
@@ -202,16 +222,27 @@ class FastRCNN(nn.Module):
             (``course_utils.rcnn.dilate_boxes``), so that a pooled RoI is framed like the crops the trunk was
             pre-trained on (``CropDataset``'s context 0.25) and like R-CNN's warped regions. Box targets stay
             relative to the RoI itself.
+        scales: image scales of the feature pyramid; (1.0,) is single-scale Fast R-CNN. With several, each
+            RoI is pooled from the scale at which its (grown) side is closest to ``canonical_size`` pixels: the
+            paper's multi-scale test (section 5.2), which it calls "brute force" scale invariance.
+        canonical_size: the RoI side (pixels) the head is made for; default the pre-training crop size,
+            ``2 * pooled_size / spatial_scale``.
         dropout: before the two sibling layers.
         score_threshold, nms_threshold, max_detections: for :meth:`detect`.
     """
 
     def __init__(self, trunk: nn.Module, *, spatial_scale: float, pooled_size: int, feature_dim: int,
-                 num_classes: int, context: float = 0.25, dropout: float = 0.1, score_threshold: float = 0.01, nms_threshold: float = 0.3,
-                 max_detections: int = 100) -> None:
+                 num_classes: int, context: float = 0.25, scales: Sequence[float] = (1.0,),
+                 canonical_size: float | None = None, dropout: float = 0.1, score_threshold: float = 0.01,
+                 nms_threshold: float = 0.3, max_detections: int = 100) -> None:
         super().__init__()
         if not 0 < spatial_scale <= 1:
             raise ValueError(f"spatial_scale must lie in (0, 1], got {spatial_scale}")
+        scales = tuple(float(scale) for scale in scales)
+        if not scales or not all(0 < scale <= 4 for scale in scales):
+            raise ValueError(f"scales must be a non-empty list of image scales in (0, 4], got {scales}")
+        self.scales = scales
+        self.canonical_size = float(canonical_size) if canonical_size is not None else 2 * pooled_size / spatial_scale
         self.trunk = trunk
         self.spatial_scale, self.pooled_size, self.num_classes = float(spatial_scale), int(pooled_size), num_classes
         dilate_boxes(torch.zeros(0, 4), context)  # validates context
@@ -239,24 +270,55 @@ class FastRCNN(nn.Module):
         model.cls_score.load_state_dict(copy.deepcopy(last.state_dict()))
         return model
 
-    def feature_map(self, images: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
-        """The shared feature map (B, D, H', W') of a batch of same-size images (list of (C, H, W) or a tensor)."""
+    def _batch(self, images: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
         if isinstance(images, torch.Tensor) and images.ndim == 4:
-            batch = images
-        else:
-            if not images:
-                raise ValueError("images must not be empty")
-            shapes = {tuple(image.shape) for image in images}
-            if len(shapes) != 1:
-                raise ValueError(f"images must all have the same size, got {sorted(shapes)}")
-            batch = torch.stack([_plain(image) for image in images])
-        return self.trunk(_plain(batch))
+            return _plain(images)
+        if not len(images):
+            raise ValueError("images must not be empty")
+        shapes = {tuple(image.shape) for image in images}
+        if len(shapes) != 1:
+            raise ValueError(f"images must all have the same size, got {sorted(shapes)}")
+        return torch.stack([_plain(image) for image in images])
 
-    def pool(self, features: torch.Tensor, proposals: Sequence[torch.Tensor]) -> torch.Tensor:
+    def feature_map(self, images: Sequence[torch.Tensor] | torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """The shared feature map (B, D, H', W') of a batch of same-size images (list of (C, H, W) or a
+        (B, C, H, W) tensor), resized by ``scale`` first (bilinear, anti-aliased when shrinking)."""
+        batch = self._batch(images)
+        if scale != 1.0:
+            batch = F.interpolate(batch, scale_factor=scale, mode="bilinear", align_corners=False,
+                                  antialias=scale < 1)
+        return self.trunk(batch)
+
+    def feature_maps(self, images: Sequence[torch.Tensor] | torch.Tensor) -> list[torch.Tensor]:
+        """One feature map per scale of ``scales`` (:meth:`feature_map`)."""
+        return [self.feature_map(images, scale) for scale in self.scales]
+
+    def roi_levels(self, boxes: torch.Tensor) -> torch.Tensor:
+        """Index into ``scales`` of the scale each (grown) box (R, 4) is pooled from: int64 (R,)."""
+        if len(self.scales) == 1:
+            return torch.zeros(len(boxes), dtype=torch.int64, device=boxes.device)
+        side = ((boxes[:, 2] - boxes[:, 0]).clamp(min=1e-3) * (boxes[:, 3] - boxes[:, 1]).clamp(min=1e-3)).sqrt()
+        scales = torch.tensor(self.scales, dtype=side.dtype, device=side.device)
+        return (torch.log(side[:, None] * scales[None, :] / self.canonical_size)).abs().argmin(dim=1)
+
+    def pool(self, maps: list[torch.Tensor] | torch.Tensor, proposals: Sequence[torch.Tensor]) -> torch.Tensor:
         """RoI max pooling of every image's proposals (grown by ``context``): (R, D, pooled, pooled), the images'
-        proposals concatenated in order."""
-        boxes = [dilate_boxes(_plain(p).to(features.device, features.dtype), self.context) for p in proposals]
-        return roi_pool(features, boxes, output_size=self.pooled_size, spatial_scale=self.spatial_scale)
+        proposals concatenated in order. ``maps``: :meth:`feature_maps` (or one map for a single scale)."""
+        maps = [maps] if isinstance(maps, torch.Tensor) else list(maps)
+        first = maps[0]
+        boxes = [to_inclusive(dilate_boxes(_plain(p).to(first.device, first.dtype), self.context)) for p in proposals]
+        if len(maps) == 1:
+            return roi_pool(first, boxes, output_size=self.pooled_size, spatial_scale=self.spatial_scale * self.scales[0])
+        rois = torch.cat([torch.cat([torch.full((len(b), 1), float(i), dtype=b.dtype, device=b.device), b], dim=1)
+                          for i, b in enumerate(boxes)])
+        levels = self.roi_levels(rois[:, 1:])
+        pooled = first.new_zeros((len(rois), first.shape[1], self.pooled_size, self.pooled_size))
+        for level, (scale, features) in enumerate(zip(self.scales, maps)):
+            members = torch.nonzero(levels == level).flatten()
+            if len(members):
+                pooled[members] = roi_pool(features, rois[members], output_size=self.pooled_size,
+                                           spatial_scale=self.spatial_scale * scale)
+        return pooled
 
     def forward(self, images: Sequence[torch.Tensor] | torch.Tensor,
                 proposals: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -264,7 +326,7 @@ class FastRCNN(nn.Module):
         in image order (R = sum of P_i)."""
         if len(images) != len(proposals):
             raise ValueError(f"one proposal tensor per image: got {len(images)} images and {len(proposals)}")
-        pooled = self.pool(self.feature_map(images), proposals).flatten(1)
+        pooled = self.pool(self.feature_maps(images), proposals).flatten(1)
         pooled = self.dropout(pooled)
         return self.cls_score(pooled), self.bbox_pred(pooled).reshape(-1, self.num_classes, 4)
 
@@ -338,19 +400,43 @@ def flip_boxes(boxes: torch.Tensor, width: int) -> torch.Tensor:
 
 def fast_rcnn_training_loss(model: FastRCNN, batch, *, rois_per_image: int = 64, positive_fraction: float = 0.25,
                             fg_threshold: float = 0.5, bg_threshold: float = 0.1, beta: float = 1.0,
-                            box_weight: float = 1.0) -> dict[str, torch.Tensor]:
+                            box_weight: float = 1.0, box_loss: Callable[..., torch.Tensor] | None = None,
+                            label_fn: Callable | None = None) -> dict[str, torch.Tensor]:
     """``loss_fn`` for ``course_utils.train.fit``: sample RoIs per image (:func:`sample_rois`, torch's global
     RNG, which ``fit`` seeds), run the model, return :func:`fast_rcnn_loss`'s dict.
 
-    ``batch = (images, targets, proposals)`` from :class:`ProposalDataset`.
+    ``batch = (images, targets, proposals)`` from :class:`ProposalDataset`. ``box_loss`` and ``label_fn``
+    replace :func:`smooth_l1_box_loss` and ``label_proposals`` (a notebook passes the student's own).
     """
     images, targets, proposals = batch
     rois, labels, box_targets = [], [], []
     for target, boxes in zip(targets, proposals):
         sampled = sample_rois(boxes, target["boxes"], target["labels"], rois_per_image, positive_fraction,
-                              fg_threshold, bg_threshold)
+                              fg_threshold, bg_threshold, label_fn=label_fn)
         rois.append(sampled[0])
         labels.append(sampled[1])
         box_targets.append(sampled[2])
     logits, deltas = model(images, rois)
-    return fast_rcnn_loss(logits, deltas, torch.cat(labels), torch.cat(box_targets), beta, box_weight)
+    return fast_rcnn_loss(logits, deltas, torch.cat(labels), torch.cat(box_targets), beta, box_weight, box_loss)
+
+
+def train_fast_rcnn(model: FastRCNN, dataset: ProposalDataset, *, steps: int, images_per_batch: int = 4,
+                    lr: float = 3e-3, weight_decay: float = 1e-4, checkpoint: str | None = None, seed: int = 0,
+                    device: torch.device | str | None = None, progress: bool = True, **loss_kwargs):
+    """Train Fast R-CNN end to end with ``course_utils.train.fit`` (AdamW, one-cycle schedule).
+
+    Each step takes ``images_per_batch`` images of ``dataset`` and samples RoIs from each
+    (:func:`fast_rcnn_training_loss`, to which ``loss_kwargs`` go: rois_per_image, bg_threshold, box_loss...).
+    Returns fit's ``History``; its records carry both parts of the loss.
+    """
+    from course_utils.train import fit
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+
+    def loss_fn(model: FastRCNN, batch) -> dict[str, torch.Tensor]:
+        return fast_rcnn_training_loss(model, batch, **loss_kwargs)
+
+    return fit(model, dataset, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler, steps=steps,
+               batch_size=images_per_batch, collate_fn=ProposalDataset.collate, checkpoint=checkpoint, seed=seed,
+               device=device, progress=progress)

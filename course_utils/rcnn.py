@@ -16,7 +16,7 @@ its features (:func:`fit_box_regressors`). :class:`RCNN` puts the trained parts 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -34,12 +34,14 @@ __all__ = [
     "RegionSet",
     "apply_box_regressors",
     "build_region_set",
+    "fit_region_regressors",
     "dilate_boxes",
     "fit_box_regressors",
     "label_proposals",
     "postprocess_detections",
     "region_features",
     "sample_minibatch",
+    "train_rcnn",
     "warp_regions",
 ]
 
@@ -207,11 +209,12 @@ class RegionSet:
 
 def build_region_set(images: Sequence[torch.Tensor], targets: Sequence[dict], proposals: Sequence[torch.Tensor],
                      *, size: int = 32, context: float = 0.25, fg_threshold: float = 0.5, bg_threshold: float = 0.0,
-                     include_gt: bool = True) -> RegionSet:
+                     include_gt: bool = True, label_fn: Callable | None = None) -> RegionSet:
     """Warp and label the proposals of every image (plus its ground-truth boxes, as the paper's positives).
 
     ``images``: float (C, H, W); ``targets``: dicts with ``boxes`` (G, 4) and ``labels`` (G,);
-    ``proposals``: float (P_i, 4) per image. Labels follow :func:`label_proposals`.
+    ``proposals``: float (P_i, 4) per image. Labels follow :func:`label_proposals`, or ``label_fn`` with the
+    same signature (a notebook passes the student's own).
     """
     if not (len(images) == len(targets) == len(proposals)):
         raise ValueError(f"images, targets and proposals must have one entry per image, got {len(images)}, "
@@ -223,7 +226,7 @@ def build_region_set(images: Sequence[torch.Tensor], targets: Sequence[dict], pr
         boxes = _plain(boxes).float()
         if include_gt:
             boxes = torch.cat([gt_boxes, boxes])
-        labels, matched = label_proposals(boxes, gt_boxes, gt_labels, fg_threshold, bg_threshold)
+        labels, matched = (label_fn or label_proposals)(boxes, gt_boxes, gt_labels, fg_threshold, bg_threshold)
         if len(gt_boxes):
             matched_boxes = gt_boxes[matched]
             ious = box_iou(boxes, gt_boxes).max(dim=1).values
@@ -458,3 +461,45 @@ class RCNN(nn.Module):
                                                   max_detections=self.max_detections))
         return outputs
 
+
+
+def fit_region_regressors(cnn: nn.Module, regions: RegionSet, num_classes: int, *, min_iou: float = 0.6,
+                          ridge: float = 1000.0, encode_fn: Callable | None = None) -> torch.Tensor:
+    """R-CNN's box regressors for a fine-tuned CNN: ridge regression (:func:`fit_box_regressors`) from the CNN
+    features of the positive regions with IoU >= ``min_iou`` (the paper's 0.6) to their targets
+    (``encode_fn(boxes, matched_boxes)``, default :func:`~course_utils.box_coding.encode_boxes`).
+    Returns weights (num_classes, D + 1, 4)."""
+    chosen = (regions.ious >= min_iou) & (regions.labels > 0)
+    features, _ = region_features(cnn, regions.crops[chosen])
+    targets = (encode_fn or encode_boxes)(regions.boxes[chosen], regions.matched_boxes[chosen])
+    return fit_box_regressors(features, regions.labels[chosen], targets, num_classes, ridge)
+
+
+def train_rcnn(cnn: nn.Module, images: Sequence[torch.Tensor], targets: Sequence[dict],
+               proposals: Sequence[torch.Tensor], *, steps: int, batch_size: int = 128, positive_fraction: float = 0.25,
+               lr: float = 1e-3, weight_decay: float = 1e-4, size: int = 32, context: float = 0.25,
+               fg_threshold: float = 0.5, bg_threshold: float = 0.0, regression_iou: float = 0.6,
+               ridge: float = 1000.0, hflip: bool = True, checkpoint: str | None = None, seed: int = 0,
+               device: torch.device | str | None = None, progress: bool = True, label_fn: Callable | None = None,
+               **detector_kwargs):
+    """R-CNN's training, all stages: warp and label the regions, fine-tune ``cnn`` (in place) on mini-batches
+    with a fixed fraction of positives (AdamW, one-cycle schedule, ``course_utils.train.fit``), then fit the
+    class-specific box regressors on its features.
+
+    Returns ``(detector, history, regions)``: an :class:`RCNN` ready for testing (``detector_kwargs`` go to
+    it), fit's ``History`` and the :class:`RegionSet` it trained on.
+    """
+    from course_utils.train import classification_loss, fit
+
+    regions = build_region_set(images, targets, proposals, size=size, context=context, fg_threshold=fg_threshold,
+                               bg_threshold=bg_threshold, label_fn=label_fn)
+    batches = MinibatchDataset(regions, steps, batch_size, positive_fraction, seed=seed, hflip=hflip)
+    optimizer = torch.optim.AdamW(cnn.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    history = fit(cnn, batches, loss_fn=classification_loss, optimizer=optimizer, scheduler=scheduler, steps=steps,
+                  batch_size=1, collate_fn=MinibatchDataset.collate, checkpoint=checkpoint, seed=seed, device=device,
+                  progress=progress)
+    num_classes = int(region_features(cnn, regions.crops[:1])[1].shape[1])
+    weights = fit_region_regressors(cnn, regions, num_classes, min_iou=regression_iou, ridge=ridge)
+    detector = RCNN(cnn, weights, size=size, context=context, **detector_kwargs)
+    return detector, history, regions
