@@ -165,6 +165,7 @@ def kernel_environment(results_dir: Path, checkpoint_dir: Path, base: Mapping | 
     env["COURSE_RESULTS_DIR"] = str(results_dir)
     env["COURSE_CHECKPOINT_DIR"] = str(checkpoint_dir)
     env.pop("MPLBACKEND", None)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep rather than spin
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # silences a debugger warning at kernel start
     return env
 
