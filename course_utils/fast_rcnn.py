@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
-from torchvision.ops import roi_pool
+from torchvision.ops import roi_align, roi_pool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from course_utils import validate
@@ -227,13 +227,17 @@ class FastRCNN(nn.Module):
             paper's multi-scale test (section 5.2), which it calls "brute force" scale invariance.
         canonical_size: the RoI side (pixels) the head is made for; default the pre-training crop size,
             ``2 * pooled_size / spatial_scale``.
+        pooling: ``"max"``: the paper's RoI max pooling (``torchvision.ops.roi_pool``, corners rounded to the
+            feature grid, :func:`to_inclusive` boxes); ``"align"``: RoIAlign (``torchvision.ops.roi_align``,
+            bilinear sampling, no rounding; Mask R-CNN, notebook 12), for comparison.
         dropout: before the two sibling layers.
         score_threshold, nms_threshold, max_detections: for :meth:`detect`.
     """
 
     def __init__(self, trunk: nn.Module, *, spatial_scale: float, pooled_size: int, feature_dim: int,
                  num_classes: int, context: float = 0.25, scales: Sequence[float] = (1.0,),
-                 canonical_size: float | None = None, dropout: float = 0.1, score_threshold: float = 0.01,
+                 canonical_size: float | None = None, pooling: str = "max", dropout: float = 0.1,
+                 score_threshold: float = 0.01,
                  nms_threshold: float = 0.3, max_detections: int = 100) -> None:
         super().__init__()
         if not 0 < spatial_scale <= 1:
@@ -242,6 +246,9 @@ class FastRCNN(nn.Module):
         if not scales or not all(0 < scale <= 4 for scale in scales):
             raise ValueError(f"scales must be a non-empty list of image scales in (0, 4], got {scales}")
         self.scales = scales
+        if pooling not in ("max", "align"):
+            raise ValueError(f"pooling must be 'max' (RoI max pooling) or 'align' (RoIAlign), got {pooling!r}")
+        self.pooling = pooling
         self.canonical_size = float(canonical_size) if canonical_size is not None else 2 * pooled_size / spatial_scale
         self.trunk = trunk
         self.spatial_scale, self.pooled_size, self.num_classes = float(spatial_scale), int(pooled_size), num_classes
@@ -301,14 +308,25 @@ class FastRCNN(nn.Module):
         scales = torch.tensor(self.scales, dtype=side.dtype, device=side.device)
         return (torch.log(side[:, None] * scales[None, :] / self.canonical_size)).abs().argmin(dim=1)
 
+    def _pool_op(self, features: torch.Tensor, rois, scale: float) -> torch.Tensor:
+        """RoI max pooling (or RoIAlign) of ``rois`` (a list of (P_i, 4) or a (R, 5) tensor) on one map."""
+        if self.pooling == "align":
+            return roi_align(features, rois, output_size=self.pooled_size, spatial_scale=self.spatial_scale * scale,
+                             sampling_ratio=2, aligned=True)
+        if isinstance(rois, torch.Tensor):
+            rois = torch.cat([rois[:, :1], to_inclusive(rois[:, 1:])], dim=1)
+        else:
+            rois = [to_inclusive(b) for b in rois]
+        return roi_pool(features, rois, output_size=self.pooled_size, spatial_scale=self.spatial_scale * scale)
+
     def pool(self, maps: list[torch.Tensor] | torch.Tensor, proposals: Sequence[torch.Tensor]) -> torch.Tensor:
-        """RoI max pooling of every image's proposals (grown by ``context``): (R, D, pooled, pooled), the images'
+        """RoI pooling of every image's proposals (grown by ``context``): (R, D, pooled, pooled), the images'
         proposals concatenated in order. ``maps``: :meth:`feature_maps` (or one map for a single scale)."""
         maps = [maps] if isinstance(maps, torch.Tensor) else list(maps)
         first = maps[0]
-        boxes = [to_inclusive(dilate_boxes(_plain(p).to(first.device, first.dtype), self.context)) for p in proposals]
+        boxes = [dilate_boxes(_plain(p).to(first.device, first.dtype), self.context) for p in proposals]
         if len(maps) == 1:
-            return roi_pool(first, boxes, output_size=self.pooled_size, spatial_scale=self.spatial_scale * self.scales[0])
+            return self._pool_op(first, boxes, self.scales[0])
         rois = torch.cat([torch.cat([torch.full((len(b), 1), float(i), dtype=b.dtype, device=b.device), b], dim=1)
                           for i, b in enumerate(boxes)])
         levels = self.roi_levels(rois[:, 1:])
@@ -316,8 +334,7 @@ class FastRCNN(nn.Module):
         for level, (scale, features) in enumerate(zip(self.scales, maps)):
             members = torch.nonzero(levels == level).flatten()
             if len(members):
-                pooled[members] = roi_pool(features, rois[members], output_size=self.pooled_size,
-                                           spatial_scale=self.spatial_scale * scale)
+                pooled[members] = self._pool_op(features, rois[members], scale)
         return pooled
 
     def forward(self, images: Sequence[torch.Tensor] | torch.Tensor,

@@ -33,6 +33,7 @@ __all__ = [
     "MinibatchDataset",
     "RegionSet",
     "apply_box_regressors",
+    "as_float_crops",
     "build_region_set",
     "fit_region_regressors",
     "dilate_boxes",
@@ -178,17 +179,24 @@ def warp_regions(image: torch.Tensor, boxes: torch.Tensor, size: int = 32, conte
 # --------------------------------------------------------------------------- the fine-tuning set
 
 
+def as_float_crops(crops: torch.Tensor) -> torch.Tensor:
+    """Crops as float in [0, 1]: uint8 crops are divided by 255, float crops returned as they are."""
+    return crops.float().div_(255.0) if crops.dtype == torch.uint8 else crops
+
+
 @dataclass
 class RegionSet:
     """Warped proposals of several images with their labels, ready for fine-tuning and box regression.
 
     Attributes:
-        crops: float (M, C, S, S) warped regions.
+        crops: uint8 (M, C, S, S) warped regions, stored as 0..255 to save memory (a quarter of float32);
+            :func:`as_float_crops` (used by :class:`MinibatchDataset` and :func:`region_features`) turns them back.
         labels: int64 (M,) from :func:`label_proposals` (-1 ignored, 0 background, 1..K classes).
         boxes: float (M, 4) the regions' boxes (proposals, plus ground truth when included).
         matched_boxes: float (M, 4) the best ground-truth box of each region (the region itself when none).
         ious: float (M,) the IoU with that ground-truth box.
         image_indices: int64 (M,) which image each region comes from.
+        is_gt: bool (M,) True for the ground-truth boxes added to the proposals (``include_gt``).
     """
 
     crops: torch.Tensor
@@ -197,9 +205,15 @@ class RegionSet:
     matched_boxes: torch.Tensor
     ious: torch.Tensor
     image_indices: torch.Tensor
+    is_gt: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def subset(self, keep: torch.Tensor) -> RegionSet:
+        """The regions selected by a boolean mask or index tensor ``keep``."""
+        return RegionSet(self.crops[keep], self.labels[keep], self.boxes[keep], self.matched_boxes[keep],
+                         self.ious[keep], self.image_indices[keep], self.is_gt[keep])
 
     def counts(self) -> dict[str, int]:
         """How many regions are positive, background and ignored."""
@@ -219,28 +233,33 @@ def build_region_set(images: Sequence[torch.Tensor], targets: Sequence[dict], pr
     if not (len(images) == len(targets) == len(proposals)):
         raise ValueError(f"images, targets and proposals must have one entry per image, got {len(images)}, "
                          f"{len(targets)} and {len(proposals)}")
-    parts: dict[str, list[torch.Tensor]] = {key: [] for key in ("crops", "labels", "boxes", "matched", "ious", "index")}
+    parts: dict[str, list[torch.Tensor]] = {key: [] for key in ("crops", "labels", "boxes", "matched", "ious", "index",
+                                                                 "gt")}
     for index, (image, target, boxes) in enumerate(zip(images, targets, proposals)):
         gt_boxes = _plain(target["boxes"]).float()
         gt_labels = _plain(target["labels"])
         boxes = _plain(boxes).float()
+        is_gt = torch.zeros(len(boxes), dtype=torch.bool)
         if include_gt:
             boxes = torch.cat([gt_boxes, boxes])
+            is_gt = torch.cat([torch.ones(len(gt_boxes), dtype=torch.bool), is_gt])
         labels, matched = (label_fn or label_proposals)(boxes, gt_boxes, gt_labels, fg_threshold, bg_threshold)
         if len(gt_boxes):
             matched_boxes = gt_boxes[matched]
             ious = box_iou(boxes, gt_boxes).max(dim=1).values
         else:
             matched_boxes, ious = boxes.clone(), torch.zeros(len(boxes))
-        parts["crops"].append(warp_regions(image, boxes, size, context))
+        parts["crops"].append(warp_regions(image, boxes, size, context).mul(255).round().to(torch.uint8))
         parts["labels"].append(labels)
         parts["boxes"].append(boxes)
         parts["matched"].append(matched_boxes)
         parts["ious"].append(ious)
         parts["index"].append(torch.full((len(boxes),), index, dtype=torch.int64))
+        parts["gt"].append(is_gt)
     return RegionSet(crops=torch.cat(parts["crops"]), labels=torch.cat(parts["labels"]),
                      boxes=torch.cat(parts["boxes"]), matched_boxes=torch.cat(parts["matched"]),
-                     ious=torch.cat(parts["ious"]), image_indices=torch.cat(parts["index"]))
+                     ious=torch.cat(parts["ious"]), image_indices=torch.cat(parts["index"]),
+                     is_gt=torch.cat(parts["gt"]))
 
 
 class MinibatchDataset(Dataset):
@@ -272,7 +291,7 @@ class MinibatchDataset(Dataset):
             raise IndexError(f"batch {index} out of range for {self.num_batches} batches")
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
         picked = sample_minibatch(self.regions.labels, self.batch_size, self.positive_fraction, generator)
-        crops = self.regions.crops[picked]
+        crops = as_float_crops(self.regions.crops[picked])
         if self.hflip:
             flip = torch.rand(len(picked), generator=generator) < 0.5
             crops = torch.where(flip[:, None, None, None], crops.flip(-1), crops)
@@ -291,8 +310,9 @@ class MinibatchDataset(Dataset):
 def region_features(cnn: nn.Module, crops: torch.Tensor, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """``(features (N, D), class probabilities (N, K+1))`` of warped crops (N, C, S, S), in eval mode.
 
-    ``cnn`` has ``features`` (crops -> (N, D)) and ``head`` ((N, D) -> logits), like ``CropClassifier``.
-    Results are on the crops' device.
+    ``crops``: float in [0, 1] or uint8 0..255 (a :class:`RegionSet`'s). ``cnn`` has ``features``
+    (crops -> (N, D)) and ``head`` ((N, D) -> logits), like ``CropClassifier``. Float results, on the crops'
+    device.
     """
     _check_positive_int(batch_size, "batch_size")
     device = next(cnn.parameters()).device
@@ -301,7 +321,7 @@ def region_features(cnn: nn.Module, crops: torch.Tensor, batch_size: int = 512) 
     try:
         features, probs = [], []
         for start in range(0, len(crops), batch_size):
-            chunk = cnn.features(crops[start:start + batch_size].to(device))
+            chunk = cnn.features(as_float_crops(crops[start:start + batch_size]).to(device))
             features.append(chunk)
             probs.append(F.softmax(cnn.head(chunk).float(), dim=1))
     finally:
@@ -309,7 +329,7 @@ def region_features(cnn: nn.Module, crops: torch.Tensor, batch_size: int = 512) 
     if not features:
         num_classes = cnn.head(cnn.features(torch.zeros((1, *crops.shape[1:]), device=device))).shape[1]
         dim = cnn.features(torch.zeros((1, *crops.shape[1:]), device=device)).shape[1]
-        return crops.new_zeros((0, dim)), crops.new_zeros((0, num_classes))
+        return torch.zeros((0, dim), device=crops.device), torch.zeros((0, num_classes), device=crops.device)
     return torch.cat(features).to(crops.device), torch.cat(probs).to(crops.device)
 
 
@@ -466,10 +486,10 @@ class RCNN(nn.Module):
 def fit_region_regressors(cnn: nn.Module, regions: RegionSet, num_classes: int, *, min_iou: float = 0.6,
                           ridge: float = 1000.0, encode_fn: Callable | None = None) -> torch.Tensor:
     """R-CNN's box regressors for a fine-tuned CNN: ridge regression (:func:`fit_box_regressors`) from the CNN
-    features of the positive regions with IoU >= ``min_iou`` (the paper's 0.6) to their targets
-    (``encode_fn(boxes, matched_boxes)``, default :func:`~course_utils.box_coding.encode_boxes`).
-    Returns weights (num_classes, D + 1, 4)."""
-    chosen = (regions.ious >= min_iou) & (regions.labels > 0)
+    features of the positive proposals (not the added ground-truth boxes) with IoU >= ``min_iou`` (the paper's
+    0.6) to their targets (``encode_fn(boxes, matched_boxes)``, default
+    :func:`~course_utils.box_coding.encode_boxes`). Returns weights (num_classes, D + 1, 4)."""
+    chosen = (regions.ious >= min_iou) & (regions.labels > 0) & ~regions.is_gt
     features, _ = region_features(cnn, regions.crops[chosen])
     targets = (encode_fn or encode_boxes)(regions.boxes[chosen], regions.matched_boxes[chosen])
     return fit_box_regressors(features, regions.labels[chosen], targets, num_classes, ridge)

@@ -276,3 +276,22 @@ def test_train_fast_rcnn_uses_the_given_box_loss(tmp_path, monkeypatch):
                               box_loss=box_loss, beta=0.5)
     assert len(history.records) == 2 and calls == [0.5, 0.5]
     assert set(history.records[0]["components"]) == {"loss_classifier", "loss_box_reg"}
+
+
+def test_roi_align_option_pools_without_rounding():
+    classifier = trained_like_classifier(5)
+    max_model = FastRCNN.from_classifier(classifier, context=0.0).eval()
+    align_model = FastRCNN.from_classifier(classifier, context=0.0, pooling="align").eval()
+    image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(6))
+    box = torch.tensor([[8.0, 8.0, 40.0, 40.0]])
+    maps = max_model.feature_maps([image])
+    from torchvision.ops import roi_align, roi_pool
+
+    torch.testing.assert_close(align_model.pool(maps, [box]),
+                               roi_align(maps[0], [box], 4, spatial_scale=0.25, sampling_ratio=2, aligned=True))
+    torch.testing.assert_close(max_model.pool(maps, [box]), roi_pool(maps[0], [to_inclusive(box)], 4, 0.25))
+    shifted = box + 1.0  # less than half a cell: RoI max pooling rounds it away, RoIAlign does not
+    assert torch.equal(max_model.pool(maps, [shifted]), max_model.pool(maps, [box]))
+    assert not torch.equal(align_model.pool(maps, [shifted]), align_model.pool(maps, [box]))
+    with pytest.raises(ValueError, match="pooling"):
+        FastRCNN.from_classifier(classifier, pooling="avg")

@@ -193,6 +193,8 @@ def test_build_region_set_and_minibatches():
     proposals = [torch.cat([jittered(t["boxes"], 10, s), random_boxes(20, s, 64)]) for s, t in enumerate(targets)]
     regions = build_region_set(images, targets, proposals, size=16, context=0.25, fg_threshold=0.5, bg_threshold=0.0)
     assert len(regions) == 3 * (2 + 40) and regions.crops.shape == (len(regions), 3, 16, 16)
+    assert regions.crops.dtype == torch.uint8 and int(regions.is_gt.sum()) == 6 and bool(regions.is_gt[:2].all())
+    assert len(regions.subset(regions.labels > 0)) == regions.counts()["positive"]
     assert regions.labels[:2].tolist() == [2, 3]  # ground truth first, labelled as itself
     assert regions.ious[:2].tolist() == [1.0, 1.0]
     assert regions.counts()["ignored"] == 0 and regions.counts()["positive"] >= 6
@@ -202,6 +204,7 @@ def test_build_region_set_and_minibatches():
     batches = MinibatchDataset(regions, num_batches=5, batch_size=16, positive_fraction=0.25, seed=0)
     crops, labels = MinibatchDataset.collate([batches[3]])
     assert crops.shape == (16, 3, 16, 16) and int((labels > 0).sum()) == 4
+    assert crops.dtype == torch.float32 and 0 <= float(crops.min()) and float(crops.max()) <= 1
     assert torch.equal(batches[3][1], MinibatchDataset(regions, 5, 16, 0.25, seed=0)[3][1])
     with pytest.raises(IndexError):
         batches[5]
