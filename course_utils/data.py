@@ -147,6 +147,7 @@ def _write_store(path: Path, store: dict[str, np.ndarray]) -> None:
     try:
         with handle:
             np.savez_compressed(handle, **store)
+        os.chmod(handle.name, 0o644)  # NamedTemporaryFile makes 0600 files
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
