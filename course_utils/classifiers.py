@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CropClassifier", "Standardize", "classifier_accuracy", "predict_proba", "train_crop_classifier"]
+__all__ = ["CropClassifier", "RandomQuarterTurn", "Standardize", "crop_augmentation", "classifier_accuracy", "predict_proba", "train_crop_classifier"]
 
 
 def _check_positive_int(value, name: str, minimum: int = 1) -> int:
@@ -118,6 +118,25 @@ class CropClassifier(nn.Module):
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, in_channels={self.in_channels}, crop_size={self.crop_size}, "
                 f"width={self.width}, feature_dim={self.feature_dim}, standardize={self.standardize}")
+
+
+class RandomQuarterTurn(nn.Module):
+    """Rotate a (..., H, W) crop by a random multiple of 90 degrees (exact: no interpolation)."""
+
+    def forward(self, crop: torch.Tensor) -> torch.Tensor:
+        turns = int(torch.randint(4, ()))
+        return torch.rot90(crop, turns, dims=(-2, -1)) if turns else crop
+
+
+def crop_augmentation() -> nn.Module:
+    """Random flips and quarter turns: the 8 symmetries of a square, all exact.
+
+    The scenes' objects have random rotations, so a rotated or mirrored crop is as likely as the original
+    and keeps its label. Pass it as ``CropDataset(..., transforms=crop_augmentation())``.
+    """
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.RandomHorizontalFlip(), RandomQuarterTurn()])
 
 
 @torch.no_grad()

@@ -34,7 +34,10 @@ from course_utils.classifiers import predict_proba
 from course_utils.validate import check_boxes, check_image
 
 __all__ = [
+    "DEFAULT_WINDOWS",
     "SlidingWindowDetector",
+    "pretrained_crop_classifier",
+    "scene_classifier_training_set",
     "WindowCrops",
     "background_mask",
     "hard_background_crops",
@@ -53,6 +56,11 @@ __all__ = [
     "window_grid",
     "windows_to_detections",
 ]
+
+
+#: Window sides (pixels) of notebook 01's detector: objects of 12..50 px (the scenes have 10..56 px) seen with
+#: ``CropDataset``'s context of 0.25 (window = 1.5 x object), neighbouring sizes a factor ~1.33 apart.
+DEFAULT_WINDOWS: tuple[int, ...] = (18, 24, 32, 42, 56, 75)
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -535,3 +543,44 @@ def hard_background_crops(scenes, windows: Sequence[float], strides: Sequence[fl
     crops_tensor = torch.cat(crops)
     return WindowCrops(crops_tensor, torch.zeros(len(crops_tensor), dtype=torch.int64), torch.cat(boxes),
                        torch.cat(sources), transforms=transforms)
+
+
+# --------------------------------------------------------------------------- notebook 01's classifier, reusable
+
+
+def scene_classifier_training_set(num_scenes: int = 400, *, crop_size: int = 32, context: float = 0.25,
+                                  hard_per_image: int = 8, windows: Sequence[float] = DEFAULT_WINDOWS,
+                                  stride_fraction: float = 0.25, seed: int = 0):
+    """Notebook 01's training crops: ``CropDataset`` (objects + random background) plus
+    :func:`hard_background_crops` from the dense grid (``stride = window * stride_fraction``), both augmented
+    with ``crop_augmentation()``. Returns ``(ConcatDataset, crop_dataset, hard_crops)``.
+    """
+    from torch.utils.data import ConcatDataset
+
+    from course_utils.classifiers import crop_augmentation
+    from course_utils.data import CropDataset
+
+    crops = CropDataset("train", num_images=num_scenes, crop_size=crop_size, context=context,
+                        transforms=crop_augmentation(), seed=seed)
+    hard = hard_background_crops(crops.scenes, windows, [w * stride_fraction for w in windows], context=context,
+                                 per_image=hard_per_image, crop_size=crop_size, seed=seed,
+                                 transforms=crop_augmentation())
+    return ConcatDataset([crops, hard]), crops, hard
+
+
+def pretrained_crop_classifier(*, num_scenes: int = 400, steps: int = 350, checkpoint: str | None = "01_classifier",
+                               device: torch.device | str | None = None, progress: bool = True):
+    """Notebook 01's crop classifier, trained (or loaded from ``checkpoint`` when notebook 01 already ran).
+
+    ``CropClassifier(num_classes=4, crop_size=32, width=16)`` trained with
+    ``course_utils.classifiers.train_crop_classifier`` on :func:`scene_classifier_training_set`: the same
+    recipe and checkpoint name as notebook 01, so later notebooks (03 R-CNN) start from the same network.
+    Returns ``(model in eval mode, History)``.
+    """
+    from course_utils.classifiers import CropClassifier, train_crop_classifier
+
+    train_set, _, _ = scene_classifier_training_set(num_scenes)
+    model = CropClassifier(num_classes=4, crop_size=32, width=16)
+    history = train_crop_classifier(model, train_set, steps=steps, checkpoint=checkpoint, device=device,
+                                    progress=progress)
+    return model.eval(), history

@@ -7,14 +7,16 @@ import torch
 from torch import nn
 from torchvision.ops import box_iou
 
-from course_utils.classifiers import CropClassifier, Standardize, classifier_accuracy, predict_proba, train_crop_classifier
+from course_utils.classifiers import (CropClassifier, RandomQuarterTurn, Standardize, classifier_accuracy,
+                                      crop_augmentation, predict_proba, train_crop_classifier)
 from course_utils.faces import (ASTRONAUT_FACE_BOX, FACE_SIZE, FaceCrops, astronaut_gray, detect_faces, face_datasets,
-                                load_lfw_faces, negative_patches, pyramid_scales)
+                                face_training_set, hardest_negatives, load_lfw_faces, negative_patches, pyramid_scales)
 from course_utils.sliding_window import (SlidingWindowDetector, WindowCrops, background_mask, best_window_iou,
                                          classify_windows, count_windows, crop_windows, grid_shape,
-                                         hard_background_crops, image_pyramid, multiscale_windows, pyramid_windows,
-                                         recall_at_iou, score_map, shrink_boxes, unfold_windows, window_grid,
-                                         windows_to_detections)
+                                         hard_background_crops, image_pyramid, multiscale_windows,
+                                         pretrained_crop_classifier, pyramid_windows, recall_at_iou,
+                                         scene_classifier_training_set, score_map, shrink_boxes, unfold_windows,
+                                         window_grid, windows_to_detections)
 
 
 def _square_image(size=64, box=(20, 24, 36, 40), channels=3):
@@ -368,8 +370,53 @@ def test_detect_faces_with_a_hand_made_model():
     image[:, 30:60, 40:70] = 1.0
     model = CentreVsBorder(crop_size=FACE_SIZE, context=0.2)
     out = detect_faces(model, image, [25 / 40, 25 / 50], stride=2, score_threshold=0.5)
-    assert out["num_windows"] > len(out["boxes"]) > 0
+    assert out["num_windows"] > out["num_above"] >= len(out["boxes"]) > 0
     assert (out["scores"][:-1] >= out["scores"][1:]).all()
     assert box_iou(out["boxes"][:1], torch.tensor([[40.0, 30.0, 70.0, 60.0]])).item() > 0.4
     with pytest.raises(ValueError):
         detect_faces(model, torch.zeros(3, 100, 100), [0.5])
+
+
+def test_face_training_set_and_hardest_negatives():
+    train, _ = face_datasets(val_per_class=20, seed=0)
+    negatives = torch.rand(640, 1, 25, 25)
+    data = face_training_set(train, negatives)
+    assert len(data) == 2 * len(train) + 640 and int(data.labels.sum()) == 2 * 80
+    assert data.labels[-640:].eq(0).all()
+    with pytest.raises(ValueError):
+        face_training_set(train, torch.rand(10, 25, 25))
+
+    class Brightness(nn.Module):  # "face" score grows with the mean brightness
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1))
+
+        def forward(self, x):
+            m = x.mean(dim=(1, 2, 3)) * 10 * self.w
+            return torch.stack([-m, m], dim=1)
+
+    patches = torch.linspace(0, 1, 50)[:, None, None, None].expand(50, 1, 25, 25).contiguous()
+    hard = hardest_negatives(Brightness(), patches, 5)
+    assert torch.equal(hard, patches[[49, 48, 47, 46, 45]])
+    with pytest.raises(ValueError):
+        hardest_negatives(Brightness(), patches, 0)
+
+
+def test_crop_augmentation_keeps_the_square_symmetries():
+    torch.manual_seed(0)
+    crop = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(2, 4, 4)
+    symmetries = {tuple(torch.rot90(c, k, (1, 2)).flatten().tolist()) for c in (crop, crop.flip(-1)) for k in range(4)}
+    augment = crop_augmentation()
+    seen = {tuple(augment(crop).flatten().tolist()) for _ in range(200)}
+    assert seen <= symmetries and len(seen) == 8
+    assert RandomQuarterTurn()(crop).shape == crop.shape
+
+
+def test_scene_classifier_training_set_and_pretrained_classifier():
+    train_set, crops, hard = scene_classifier_training_set(12, hard_per_image=2)
+    assert len(train_set) == len(crops) + len(hard) and len(hard) == 24
+    crop, label = train_set[len(crops)]
+    assert crop.shape == (3, 32, 32) and label == 0
+    model, history = pretrained_crop_classifier(num_scenes=12, steps=2, checkpoint=None, progress=False)
+    assert not model.training and len(history.records) == 2
+    assert model.crop_size == 32 and model.num_classes == 4
