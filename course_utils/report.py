@@ -162,8 +162,8 @@ def kernel_environment(results_dir: Path, checkpoint_dir: Path, base: Mapping | 
     """The kernel's environment variables: ``base`` (default ``os.environ``) with the course's
     folders set, and ``MPLBACKEND`` removed so figures are kept in the executed copy."""
     env = dict(os.environ if base is None else base)
-    env["COURSE_RESULTS_DIR"] = str(results_dir)
-    env["COURSE_CHECKPOINT_DIR"] = str(checkpoint_dir)
+    env["COURSE_RESULTS_DIR"] = str(Path(results_dir).resolve())
+    env["COURSE_CHECKPOINT_DIR"] = str(Path(checkpoint_dir).resolve())
     env.pop("MPLBACKEND", None)
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep rather than spin
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # silences a debugger warning at kernel start
@@ -302,7 +302,7 @@ def run_report(notebooks: Sequence[Path], out: Path, budget_s: float = BUDGET_SE
     """
     from course_utils.results import load_all
 
-    out = Path(out)
+    out = Path(out).resolve()  # the kernels run in the notebooks' folder: a relative path would land there
     results_dir = out / "results"
     shutil.rmtree(results_dir, ignore_errors=True)
     results_dir.mkdir(parents=True, exist_ok=True)
