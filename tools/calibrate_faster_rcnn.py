@@ -16,8 +16,9 @@ class-agnostic AP50. The aim is AP50 around 0.6-0.85: not trivial, not hopeless.
 
 Measured for the default ``SceneConfig`` (``--clock cpu --threads 1``, batch 8, 1000
 training scenes, 100 val scenes): 120 CPU-s = 400 steps -> AP50 0.55 (any class 0.73);
-240 CPU-s = 814 steps -> AP50 0.84 (AP 0.58). On the shared 2-core machine, 120 s of
-wall clock bought only 54 steps (AP50 0.01).
+240 CPU-s = 814 steps -> AP50 0.84 (AP 0.58). On the idle 2-core machine, the default run
+(120 s wall clock, 2 threads) = 509 steps -> AP50 0.647 (AP 0.412, any class 0.788); on the
+same machine shared with other jobs, 120 s of wall clock bought only 54 steps (AP50 0.01).
 """
 
 from __future__ import annotations
