@@ -1,21 +1,19 @@
 """The convolution checks accept correct functions and reject stubs and plausible student mistakes.
 
 Each ``Wrong`` below is a real, deliberately wrong implementation; the check must raise CheckFailed for it with
-a message containing ``says``. Count them with ``pytest tests/test_checks_conv.py -q -k rejects``.
+a message containing ``says``. ``tests/test_check_contract.py`` runs them all.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from course_utils import conv_arithmetic, receptive_field as rf_module, upsampling
-from course_utils.assignments import CheckFailed, run_quietly
+from check_contract import Wrong
 from course_utils.checks import all_checks
 from course_utils.checks.conv import (
     CHECKS,
@@ -375,14 +373,6 @@ def rf_crashes_on_empty(layers):
 # ------------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Wrong:
-    check: Callable
-    fn: Callable
-    says: str
-    cuda_only: bool = False
-
-
 VALUES = "values differ"
 SHAPE = "returned shape"
 TOO = "expected"  # "returned 4, expected 3 (too large by 1)."
@@ -435,41 +425,6 @@ WRONG = [
     Wrong(check_receptive_field, rf_as_float, "float"),
     Wrong(check_receptive_field, rf_crashes_on_empty, "raised IndexError"),
 ]
-
-
-@pytest.mark.parametrize("wrong", [w for w in WRONG if not w.cuda_only or torch.cuda.is_available()],
-                         ids=lambda w: w.fn.__name__)
-def test_check_rejects_wrong_implementation(wrong: Wrong):
-    with pytest.raises(CheckFailed) as info:
-        wrong.check(wrong.fn, quiet=True)
-    message = str(info.value)
-    assert wrong.says in message, message
-    assert "expected:" in message and "problem:" in message and "hint:" in message
-
-
-@pytest.mark.parametrize(("check", "fn"), CORRECT,
-                         ids=[f"{c.function_name}-{getattr(f, '__name__', 'lambda')}" for c, f in CORRECT])
-def test_check_accepts_correct_implementation(check, fn, capsys):
-    check(fn)
-    out = capsys.readouterr().out
-    assert out.startswith(f"✓ {check.function_name}: all ") and out.endswith(" cases pass\n")
-    assert out.count("\n") == 1
-
-
-@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.function_name)
-def test_check_never_passes_a_stub(check):
-    def stub(*args, **kwargs):
-        # YOUR CODE HERE
-        raise NotImplementedError()
-
-    with pytest.raises(NotImplementedError, match=f"{check.function_name} is not written yet"):
-        check(stub)
-    assert isinstance(run_quietly(check, stub), NotImplementedError)
-
-
-@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.function_name)
-def test_every_check_has_many_wrong_implementations(check):
-    assert sum(w.check is check and not w.cuda_only for w in WRONG) >= 8
 
 
 def test_the_module_lists_its_checks():

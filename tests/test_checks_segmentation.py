@@ -1,15 +1,13 @@
 """The segmentation checks accept correct functions and reject stubs and the plausible student mistakes.
 
 Each ``Wrong`` is a real, deliberately wrong implementation a student might write; its check must raise
-CheckFailed with a message containing ``says``. Count them with
-``pytest tests/test_checks_segmentation.py -q -k rejects``.
+CheckFailed with a message containing ``says``;
+``tests/test_check_contract.py`` runs them all.
 """
 
 from __future__ import annotations
 
 import pkgutil
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
 import torch
@@ -17,7 +15,8 @@ from torch import nn
 
 import course_utils.checks
 from course_utils import fcn, metrics
-from course_utils.assignments import CheckFailed, run_quietly
+from check_contract import Wrong
+from course_utils.assignments import CheckFailed
 from course_utils.checks.segmentation import (
     CHECKS,
     check_confusion_matrix,
@@ -359,14 +358,6 @@ def conv_reshapes_in_place(linear, in_channels, kernel_size=1):
 # ------------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Wrong:
-    check: Callable
-    fn: Callable
-    says: str
-    cuda_only: bool = False
-
-
 VALUES = "values differ"
 SHAPE = "returned shape"
 DTYPE = "returned dtype"
@@ -412,46 +403,6 @@ WRONG = [
     Wrong(check_linear_to_conv, conv_returns_linear, "expected an nn.Conv2d"),
     Wrong(check_linear_to_conv, conv_reshapes_in_place, "changed shape"),
 ]
-
-
-def _wrong_id(wrong: Wrong) -> str:
-    return f"{wrong.check.function_name}-{wrong.fn.__name__}"
-
-
-@pytest.mark.parametrize("wrong", WRONG, ids=_wrong_id)
-def test_check_rejects_wrong_implementation(wrong: Wrong):
-    if wrong.cuda_only and not torch.cuda.is_available():
-        pytest.skip("this mistake only shows on a CUDA machine")
-    with pytest.raises(CheckFailed) as info:
-        wrong.check(wrong.fn, quiet=True)
-    message = str(info.value)
-    assert wrong.says in message, message
-    assert "expected:" in message and "problem:" in message and "hint:" in message
-
-
-@pytest.mark.parametrize(("check", "fn"), CORRECT,
-                         ids=[f"{c.function_name}-{getattr(f, '__name__', 'ref')}" for c, f in CORRECT])
-def test_check_accepts_correct_implementation(check, fn, capsys):
-    check(fn)
-    out = capsys.readouterr().out
-    assert out.startswith(f"✓ {check.function_name}: all ") and out.endswith(" cases pass\n")
-    assert out.count("\n") == 1
-
-
-@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.function_name)
-def test_check_never_passes_a_stub(check):
-    def stub(*args, **kwargs):
-        # YOUR CODE HERE
-        raise NotImplementedError()
-
-    with pytest.raises(NotImplementedError, match=f"{check.function_name} is not written yet"):
-        check(stub)
-    assert isinstance(run_quietly(check, stub), NotImplementedError)
-
-
-@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.function_name)
-def test_every_check_has_many_wrong_implementations(check):
-    assert sum(w.check is check and not w.cuda_only for w in WRONG) >= 8
 
 
 def test_the_module_lists_its_checks():

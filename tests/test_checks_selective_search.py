@@ -1,21 +1,19 @@
 """The Selective Search checks accept correct functions and reject stubs and the plausible student mistakes.
 
 Each ``Wrong`` below is a real, deliberately wrong implementation a student might write; the check must raise
-CheckFailed for it, with a message that says what is wrong (``says``). Count them with
-``pytest tests/test_checks_selective_search.py -q -k rejects``.
+CheckFailed for it, with a message that says what is wrong (``says``);
+``tests/test_check_contract.py`` runs them all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
 
 from course_utils import selective_search as ss
-from course_utils.assignments import CheckFailed, run_quietly
+from check_contract import Wrong
 from course_utils.checks import all_checks
 from course_utils.checks.selective_search import (
     CHECKS,
@@ -88,10 +86,6 @@ def good_merge_with_set(region_a, region_b, new_id):
     fraction = region_a["size"] / (region_a["size"] + region_b["size"])
     merged["color"] = fraction * region_a["color"] + (1 - fraction) * region_b["color"]
     return merged
-
-
-def stub(*args):
-    raise NotImplementedError()
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -274,13 +268,6 @@ def merge_returns_tuple(region_a, region_b, new_id):
 # ------------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Wrong:
-    check: Callable[..., None]
-    fn: Callable[..., object]
-    says: str
-
-
 WRONG = [
     Wrong(check_color_histogram, histogram_counts, "sums to"),
     Wrong(check_color_histogram, histogram_per_channel, "sums to 3"),
@@ -336,32 +323,6 @@ CORRECT = [
     (check_merge_regions, good_merge_with_set),
     (check_merge_regions, ss.merge_region_dicts),
 ]
-
-
-@pytest.mark.parametrize("wrong", WRONG, ids=lambda w: f"{w.check.__name__}-{w.fn.__name__}")
-def test_check_rejects_wrong_implementation(wrong: Wrong):
-    with pytest.raises(CheckFailed) as caught:
-        wrong.check(wrong.fn, quiet=True)
-    assert wrong.says in str(caught.value), str(caught.value)
-
-
-@pytest.mark.parametrize("check, fn", CORRECT, ids=lambda x: getattr(x, "__name__", ""))
-def test_check_accepts_correct_implementation(check, fn, capsys):
-    check(fn)
-    out = capsys.readouterr()
-    assert out.out.count("\n") == 1 and out.out.startswith("✓") and not out.err
-
-
-@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
-def test_check_never_passes_a_stub(check):
-    with pytest.raises(NotImplementedError, match="not written yet"):
-        check(stub, quiet=True)
-    assert isinstance(run_quietly(check, stub), NotImplementedError)
-
-
-@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
-def test_every_check_has_many_wrong_implementations(check):
-    assert sum(w.check is check for w in WRONG) >= 8
 
 
 def test_the_module_lists_its_checks():
