@@ -1,4 +1,4 @@
-"""Pick the device, seed every generator, choose DataLoader workers, report the environment.
+"""Pick the device, seed every generator, choose DataLoader workers, time on one thread, report the environment.
 
 Nothing here runs at import: notebooks call these functions in their set-up cell.
 """
@@ -9,6 +9,8 @@ import os
 import platform
 import random
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -86,6 +88,22 @@ def synchronize(device: torch.device | str | None = None) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block on one CPU thread (``torch.set_num_threads(1)``), then restore the previous count.
+
+    For CPU timings: on a machine shared with other programs several threads mostly wait for each other, so
+    one thread gives steadier numbers, and a comparison of two methods measures their work, not how well each
+    parallelizes. It does not affect GPU kernels. The count is restored even if the block raises.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def environment_report(device: torch.device | str | None = None) -> str:

@@ -201,3 +201,14 @@ def test_colab_packages_are_ranges_not_pins():
         "OpenCV stays out of the runtime dependencies (a second OpenCV wheel on Colab can hide cv2.ximgproc)"
     python = project["requires-python"]
     assert all(Requirement(f"python{python}").specifier.contains(v) for v in ("3.11", "3.12", "3.13"))
+
+
+def test_one_thread_restores_the_thread_count_even_after_an_error():
+    before = torch.get_num_threads()
+    with device.one_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(ZeroDivisionError):
+        with device.one_thread():
+            1 / 0
+    assert torch.get_num_threads() == before
