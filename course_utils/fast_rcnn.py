@@ -287,10 +287,16 @@ class FastRCNN(nn.Module):
             raise ValueError(f"images must all have the same size, got {sorted(shapes)}")
         return torch.stack([_plain(image) for image in images])
 
+    @property
+    def device(self) -> torch.device:
+        """The device of the model's weights: images and proposals are moved there."""
+        return next(self.parameters()).device
+
     def feature_map(self, images: Sequence[torch.Tensor] | torch.Tensor, scale: float = 1.0) -> torch.Tensor:
         """The shared feature map (B, D, H', W') of a batch of same-size images (list of (C, H, W) or a
-        (B, C, H, W) tensor), resized by ``scale`` first (bilinear, anti-aliased when shrinking)."""
-        batch = self._batch(images)
+        (B, C, H, W) tensor, on any device: moved to the model's), resized by ``scale`` first (bilinear,
+        anti-aliased when shrinking)."""
+        batch = self._batch(images).to(self.device)
         if scale != 1.0:
             batch = F.interpolate(batch, scale_factor=scale, mode="bilinear", align_corners=False,
                                   antialias=scale < 1)
@@ -349,11 +355,13 @@ class FastRCNN(nn.Module):
 
     @torch.no_grad()
     def detect(self, images: Sequence[torch.Tensor], proposals: Sequence[torch.Tensor]) -> list[dict]:
-        """Detections per image (``{"boxes", "scores", "labels"}``), in eval mode (the mode is restored)."""
+        """Detections per image (``{"boxes", "scores", "labels"}``), in eval mode (the mode is restored).
+
+        Computed on the model's device; each image's detections are returned on that image's device."""
         was_training = self.training
         self.eval()
         try:
-            boxes = [_plain(p).to(images[0].device, torch.float32) for p in proposals]
+            boxes = [_plain(p).to(self.device, torch.float32) for p in proposals]
             logits, deltas = self(images, boxes)
         finally:
             self.train(was_training)
@@ -361,10 +369,11 @@ class FastRCNN(nn.Module):
         outputs, start = [], 0
         for image, image_boxes in zip(images, boxes):
             stop = start + len(image_boxes)
-            outputs.append(postprocess_detections(image_boxes, probs[start:stop], deltas[start:stop].float(),
-                                                  tuple(image.shape[-2:]), score_threshold=self.score_threshold,
-                                                  nms_threshold=self.nms_threshold,
-                                                  max_detections=self.max_detections, weights=BOX_WEIGHTS))
+            detections = postprocess_detections(image_boxes, probs[start:stop], deltas[start:stop].float(),
+                                                tuple(image.shape[-2:]), score_threshold=self.score_threshold,
+                                                nms_threshold=self.nms_threshold,
+                                                max_detections=self.max_detections, weights=BOX_WEIGHTS)
+            outputs.append({key: value.to(image.device) for key, value in detections.items()})
             start = stop
         return outputs
 

@@ -9,7 +9,9 @@ from torch import nn
 from torchvision.ops import box_iou
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from course_utils import fast_rcnn
 from course_utils.box_coding import decode_boxes
+from course_utils.classifiers import CropClassifier
 from course_utils.fast_rcnn import (
     BOX_WEIGHTS,
     FastRCNN,
@@ -295,3 +297,21 @@ def test_roi_align_option_pools_without_rounding():
     assert not torch.equal(align_model.pool(maps, [shifted]), align_model.pool(maps, [box]))
     with pytest.raises(ValueError, match="pooling"):
         FastRCNN.from_classifier(classifier, pooling="avg")
+
+
+def test_cpu_images_and_proposals_go_to_the_models_device(monkeypatch):
+    # "meta" stands in for cuda here: a model moved there must accept the CPU images and proposals a notebook
+    # holds, and hand postprocessing tensors that are all on its own device
+    model = FastRCNN.from_classifier(CropClassifier(num_classes=4, crop_size=32)).to("meta")
+    images, proposals = [torch.rand(3, 64, 64)], [torch.tensor([[4.0, 4.0, 30.0, 30.0], [0.0, 0.0, 20.0, 40.0]])]
+    logits, deltas = model(images, proposals)
+    assert logits.device.type == "meta" and logits.shape == (2, 4) and deltas.shape == (2, 4, 4)
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.extend(arg.device.type for arg in args if isinstance(arg, torch.Tensor))
+        return {}
+
+    monkeypatch.setattr(fast_rcnn, "postprocess_detections", spy)
+    assert model.detect(images, proposals) == [{}]
+    assert seen == ["meta", "meta", "meta"]
