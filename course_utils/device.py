@@ -123,9 +123,23 @@ def environment_report(device: torch.device | str | None = None) -> str:
             f"{torch.get_num_threads()} torch threads")
 
 
+def full_float32_precision() -> None:
+    """Turn off TF32 for cuDNN convolutions and CUDA matrix products (Ampere and later GPUs: A100, L4, H100).
+
+    PyTorch lets cuDNN convolutions use TF32 (10-bit mantissa) by default but not matrix products, so on those
+    GPUs a ``Conv2d`` and the ``Linear`` layer it equals differ by ~1e-2, and the notebooks' equality checks
+    (convolutionalization, transposed convolution) would fail there but not on a T4 or a CPU. The course's
+    models are small: full float32 costs them little.
+    """
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
 def notebook_setup(seed: int = 0, prefer: str | None = None) -> torch.device:
-    """The second line of every notebook: seed, print the environment report, return the device."""
+    """The second line of every notebook: seed, full float32 precision on every GPU
+    (:func:`full_float32_precision`), print the environment report, return the device."""
     device = pick_device(prefer)
     seed_everything(seed)
+    full_float32_precision()
     print(environment_report(device))
     return device

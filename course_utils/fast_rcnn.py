@@ -275,7 +275,7 @@ class FastRCNN(nn.Module):
         model = cls(trunk, spatial_scale=spatial_scale, pooled_size=pooled_size, feature_dim=last.in_features,
                     num_classes=last.out_features, **kwargs)
         model.cls_score.load_state_dict(copy.deepcopy(last.state_dict()))
-        return model
+        return model.to(last.weight.device)  # the new box regressor joins the classifier's device
 
     def _batch(self, images: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
         if isinstance(images, torch.Tensor) and images.ndim == 4:

@@ -112,7 +112,7 @@ def proposal_quality(proposals: Sequence, gt_boxes: Sequence, gt_labels: Sequenc
         if gt_labels is not None:
             image_labels = torch.as_tensor(gt_labels[index]).reshape(-1)
             validate.check_labels(image_labels, len(truth), f"gt_labels[{index}]")
-            labels.append(image_labels.numpy())
+            labels.append(image_labels.cpu().numpy())
     best = np.concatenate(overlaps, axis=1) if overlaps else np.zeros((len(counts_array), 0))
     classes = np.concatenate(labels) if gt_labels is not None and labels else np.zeros(best.shape[1], np.int64)
     if best.shape[1] == 0:

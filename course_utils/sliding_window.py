@@ -466,7 +466,7 @@ def background_mask(gt_boxes: torch.Tensor, windows: torch.Tensor, context: floa
     check_boxes(gt_boxes, "gt_boxes")
     max_iou = _fraction(max_iou, "max_iou")
     return best_window_iou(shrink_boxes(windows, context), gt_boxes.float()) < max_iou if len(gt_boxes) else \
-        torch.ones(len(windows), dtype=torch.bool)
+        torch.ones(len(windows), dtype=torch.bool, device=windows.device)
 
 
 class WindowCrops(Dataset):

@@ -212,3 +212,14 @@ def test_one_thread_restores_the_thread_count_even_after_an_error():
         with device.one_thread():
             1 / 0
     assert torch.get_num_threads() == before
+
+
+def test_notebook_setup_turns_tf32_off():
+    # on Ampere GPUs TF32 convolutions would make Conv2d and its equal Linear differ by ~1e-2
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        device.notebook_setup(seed=0, prefer="cpu")
+        assert torch.backends.cudnn.allow_tf32 is False and torch.backends.cuda.matmul.allow_tf32 is False
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
