@@ -160,7 +160,8 @@ def _measure_in_kernel(client, nb) -> dict | None:
 
 def kernel_environment(results_dir: Path, checkpoint_dir: Path, base: Mapping | None = None) -> dict:
     """The kernel's environment variables: ``base`` (default ``os.environ``) with the course's
-    folders set, and ``MPLBACKEND`` removed so figures are kept in the executed copy."""
+    folders set (absolute: the kernel runs in the notebook's folder), and ``MPLBACKEND`` removed so figures
+    are kept in the executed copy."""
     env = dict(os.environ if base is None else base)
     env["COURSE_RESULTS_DIR"] = str(Path(results_dir).resolve())
     env["COURSE_CHECKPOINT_DIR"] = str(Path(checkpoint_dir).resolve())
@@ -302,7 +303,7 @@ def run_report(notebooks: Sequence[Path], out: Path, budget_s: float = BUDGET_SE
     """
     from course_utils.results import load_all
 
-    out = Path(out).resolve()  # the kernels run in the notebooks' folder: a relative path would land there
+    out = Path(out)
     results_dir = out / "results"
     shutil.rmtree(results_dir, ignore_errors=True)
     results_dir.mkdir(parents=True, exist_ok=True)
