@@ -29,11 +29,11 @@ test: install
 
 # The course's benchmark: runtime, peak memory and recorded numbers of every notebook.
 report: install
-	$(BIN)/python -m course_utils.report --notebooks notebooks --out build
+	$(BIN)/python -m course_utils.instructor.report --notebooks notebooks --out build
 
 # The student version of every notebook (solutions stubbed, outputs cleared) into release/.
 release: install
-	$(BIN)/python -m course_utils.release --source notebooks --out release
+	$(BIN)/python -m course_utils.instructor.release --source notebooks --out release
 
 clean:
 	rm -rf build .pytest_cache

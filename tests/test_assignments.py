@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import checks
-from course_utils.assignments import (
+from course_utils.grading import checks
+from course_utils.grading.assignments import (
     Case,
     CheckFailed,
     assignment_check,

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.models.detection._utils import BoxCoder
 
-from course_utils.box_coding import BBOX_XFORM_CLIP, box_centers_sizes, decode_boxes, encode_boxes
+from course_utils.detection.box_coding import BBOX_XFORM_CLIP, box_centers_sizes, decode_boxes, encode_boxes
 
 
 def random_boxes(n: int, seed: int, dtype=torch.float32) -> torch.Tensor:

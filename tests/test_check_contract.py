@@ -16,7 +16,7 @@ import test_checks_conv
 import test_checks_rcnn
 import test_checks_segmentation
 import test_checks_selective_search
-from course_utils.assignments import CheckFailed, run_quietly
+from course_utils.grading.assignments import CheckFailed, run_quietly
 
 TOPICS = {"boxes": test_checks_boxes, "conv": test_checks_conv, "rcnn": test_checks_rcnn,
           "segmentation": test_checks_segmentation, "selective_search": test_checks_selective_search}

@@ -1,4 +1,4 @@
-"""course_utils.checkpoint: where checkpoints go, atomic writes, safe loads, generator states."""
+"""course_utils.engine.checkpoint: where checkpoints go, atomic writes, safe loads, generator states."""
 
 import random
 from pathlib import Path
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.checkpoint import (CheckpointError, checkpoint_path, load_checkpoint, rng_state,
+from course_utils.engine.checkpoint import (CheckpointError, checkpoint_path, load_checkpoint, rng_state,
                                      save_checkpoint, set_rng_state)
 
 

@@ -13,9 +13,9 @@ import torch
 import torchvision
 
 from check_contract import Wrong
-from course_utils.assignments import CheckFailed
-from course_utils.checks import all_checks
-from course_utils.checks.boxes import (
+from course_utils.grading.assignments import CheckFailed
+from course_utils.grading.checks import all_checks
+from course_utils.grading.checks.boxes import (
     CHECKS,
     batched_nms_cases,
     box_area_cases,

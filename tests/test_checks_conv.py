@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_utils import conv_arithmetic, receptive_field as rf_module, upsampling
+from course_utils.segmentation import conv_arithmetic, receptive_field as rf_module, upsampling
 from check_contract import Wrong
-from course_utils.checks import all_checks
-from course_utils.checks.conv import (
+from course_utils.grading.checks import all_checks
+from course_utils.grading.checks.conv import (
     CHECKS,
     check_conv2d_output_size,
     check_conv_transpose2d,

@@ -15,10 +15,10 @@ import torch.nn.functional as F
 import torchvision
 from torchvision.models.detection._utils import Matcher
 
-from course_utils import box_coding, fast_rcnn, rcnn
+from course_utils.detection import box_coding, fast_rcnn, rcnn
 from check_contract import Wrong
-from course_utils.checks import all_checks
-from course_utils.checks.rcnn import (
+from course_utils.grading.checks import all_checks
+from course_utils.grading.checks.rcnn import (
     CHECKS,
     check_decode_boxes,
     check_encode_boxes,

@@ -13,11 +13,12 @@ import pytest
 import torch
 from torch import nn
 
-import course_utils.checks
-from course_utils import fcn, metrics
+import course_utils.grading.checks
+from course_utils import metrics
+from course_utils.segmentation import fcn
 from check_contract import Wrong
-from course_utils.assignments import CheckFailed
-from course_utils.checks.segmentation import (
+from course_utils.grading.assignments import CheckFailed
+from course_utils.grading.checks.segmentation import (
     CHECKS,
     check_confusion_matrix,
     check_linear_to_conv,
@@ -407,7 +408,7 @@ WRONG = [
 
 def test_the_module_lists_its_checks():
     # all_checks() imports every topic module (slow on this machine); the discovery it uses is pkgutil's
-    assert "segmentation" in {info.name for info in pkgutil.iter_modules(course_utils.checks.__path__)}
+    assert "segmentation" in {info.name for info in pkgutil.iter_modules(course_utils.grading.checks.__path__)}
     assert all(callable(c.reference) for c in CHECKS)
     assert [c.function_name for c in CHECKS] == ["linear_to_conv", "confusion_matrix", "segmentation_scores"]
 

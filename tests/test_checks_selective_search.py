@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import selective_search as ss
+from course_utils.detection import selective_search as ss
 from check_contract import Wrong
-from course_utils.checks import all_checks
-from course_utils.checks.selective_search import (
+from course_utils.grading.checks import all_checks
+from course_utils.grading.checks.selective_search import (
     CHECKS,
     check_color_histogram,
     check_merge_regions,

@@ -8,7 +8,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from course_utils.data import (
+from course_utils.data.datasets import (
     CocoDataset,
     CropDataset,
     SceneDataset,
@@ -16,8 +16,8 @@ from course_utils.data import (
     detection_collate,
     export_coco,
 )
-from course_utils.scenes import SceneConfig, generate_scene, scene_seed
-from course_utils.validate import check_image, check_semantic, check_target
+from course_utils.data.scenes import SceneConfig, generate_scene, scene_seed
+from course_utils.core.validate import check_image, check_semantic, check_target
 
 SMALL = SceneConfig(size=64)
 

@@ -9,10 +9,10 @@ from torch import nn
 from torchvision.ops import box_iou
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from course_utils import fast_rcnn
-from course_utils.box_coding import decode_boxes
-from course_utils.classifiers import CropClassifier
-from course_utils.fast_rcnn import (
+from course_utils.detection import fast_rcnn
+from course_utils.detection.box_coding import decode_boxes
+from course_utils.detection.classifiers import CropClassifier
+from course_utils.detection.fast_rcnn import (
     BOX_WEIGHTS,
     FastRCNN,
     ProposalDataset,
@@ -33,7 +33,7 @@ def block(cin: int, cout: int) -> nn.Sequential:
 
 
 class LikeCropClassifier(nn.Module):
-    """The structure of course_utils.classifiers.CropClassifier: features (3 blocks + flatten) and head."""
+    """The structure of course_utils.detection.classifiers.CropClassifier: features (3 blocks + flatten) and head."""
 
     def __init__(self, num_classes: int = 4, crop_size: int = 32, width: int = 4):
         super().__init__()

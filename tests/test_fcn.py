@@ -1,11 +1,11 @@
-"""Unit tests for course_utils.fcn: convolutionalization, bilinear up-sampling, the FCN variants."""
+"""Unit tests for course_utils.segmentation.fcn: convolutionalization, bilinear up-sampling, the FCN variants."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_utils import fcn
+from course_utils.segmentation import fcn
 
 
 def _seeded(seed: int = 0) -> torch.Generator:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import colab, device, paths, results, validate
+from course_utils.core import colab, device, paths, results, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 

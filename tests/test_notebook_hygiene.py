@@ -83,13 +83,13 @@ def test_notebook_never_uses_cv2_imshow(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_notebook_starts_with_the_colab_setup_cell(path):
     try:
-        from course_utils.colab import SETUP_CELL
+        from course_utils.core.colab import SETUP_CELL
     except ImportError:
-        pytest.skip("course_utils.colab.SETUP_CELL does not exist yet: cannot compare the set-up cell")
+        pytest.skip("course_utils.core.colab.SETUP_CELL does not exist yet: cannot compare the set-up cell")
     cells = _code_cells(_read(path))
     assert cells, f"{path.name} has no code cell"
     assert cells[0].source.strip() == SETUP_CELL.strip(), (
-        f"{path.name}: the first code cell must be course_utils.colab.SETUP_CELL exactly; got:\n{cells[0].source}")
+        f"{path.name}: the first code cell must be course_utils.core.colab.SETUP_CELL exactly; got:\n{cells[0].source}")
 
 
 def test_the_welcome_notebook_exists():

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import proposals as P
-from course_utils import selective_search as ss
-from course_utils.scenes import SceneConfig, generate_scene, scene_seed
+from course_utils.detection import proposals as P
+from course_utils.detection import selective_search as ss
+from course_utils.data.scenes import SceneConfig, generate_scene, scene_seed
 
 # --------------------------------------------------------------------------- quality
 

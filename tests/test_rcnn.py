@@ -8,8 +8,8 @@ from torch import nn
 from torchvision.models.detection._utils import Matcher
 from torchvision.ops import box_iou
 
-from course_utils.box_coding import decode_boxes, encode_boxes
-from course_utils.rcnn import (
+from course_utils.detection.box_coding import decode_boxes, encode_boxes
+from course_utils.detection.rcnn import (
     RCNN,
     MinibatchDataset,
     apply_box_regressors,

@@ -1,4 +1,4 @@
-"""Unit tests for course_utils.receptive_field."""
+"""Unit tests for course_utils.segmentation.receptive_field."""
 
 import random
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils import receptive_field as rf
+from course_utils.segmentation import receptive_field as rf
 
 
 def test_closed_forms_for_plain_dilated_and_strided_stacks():

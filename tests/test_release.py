@@ -22,7 +22,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbgrader.nbgraderformat import MetadataValidator
 
-from course_utils.release import (
+from course_utils.instructor.release import (
     BEGIN_HIDDEN_TESTS,
     check_cell,
     main,

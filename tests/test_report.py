@@ -1,4 +1,4 @@
-"""``make report`` (course_utils.report) on two tiny notebooks: one records a result, one fails."""
+"""``make report`` (course_utils.instructor.report) on two tiny notebooks: one records a result, one fails."""
 
 import json
 import os
@@ -11,11 +11,11 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from course_utils import report
+from course_utils.instructor import report
 
 OK_SOURCE = """\
 import json, os
-from course_utils.results import record
+from course_utils.core.results import record
 record("tiny_ok", "accuracy", 0.5, "%")
 record("tiny_ok", "speed-up", 3.25, "x")
 checkpoints = os.environ["COURSE_CHECKPOINT_DIR"]
@@ -37,7 +37,7 @@ def finished(tmp_path_factory):
     notebooks.mkdir()
     ok = _write(notebooks, "tiny_ok", new_markdown_cell("# A tiny notebook"), new_code_cell(OK_SOURCE),
                 new_code_cell("print(6 * 7)"))
-    failing = _write(notebooks, "tiny_fail", new_code_cell("from course_utils.results import record\n"
+    failing = _write(notebooks, "tiny_fail", new_code_cell("from course_utils.core.results import record\n"
                                                            "record('tiny_fail', 'loss', 1.0)"),
                      new_code_cell("1 / 0"), new_code_cell("print('never reached')"))
     out = root / "build"
@@ -193,7 +193,7 @@ def test_main_exit_status_and_strict_budget(tmp_path, monkeypatch):
 
 
 def test_runs_as_a_module():
-    completed = subprocess.run([sys.executable, "-m", "course_utils.report", "--help"], capture_output=True,
+    completed = subprocess.run([sys.executable, "-m", "course_utils.instructor.report", "--help"], capture_output=True,
                                text=True, timeout=60)
     assert completed.returncode == 0
     assert "--notebooks" in completed.stdout and "--out" in completed.stdout
@@ -203,7 +203,7 @@ def test_a_relative_out_folder_still_gathers_the_results(tmp_path, monkeypatch):
     # `make report` passes "--out build"; the kernel runs in the notebooks' folder, not in the working directory
     (tmp_path / "nbs").mkdir()
     notebook = _write(tmp_path / "nbs", "tiny_relative", new_code_cell(
-        "from course_utils.results import record\nrecord('tiny_relative', 'accuracy', 0.75)"))
+        "from course_utils.core.results import record\nrecord('tiny_relative', 'accuracy', 0.75)"))
     monkeypatch.chdir(tmp_path)
     assert report.main(["--notebooks", str(notebook.relative_to(tmp_path)), "--out", "build", "--timeout", "120"]) == 0
     assert "accuracy = 0.75" in (tmp_path / "build" / "report.md").read_text()

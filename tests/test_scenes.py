@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.ops import masks_to_boxes
 
-from course_utils.scenes import (
+from course_utils.data.scenes import (
     SEMANTIC_CLASSES,
     STUFF_CLASSES,
     THING_CLASSES,

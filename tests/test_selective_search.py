@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import selective_search as ss
-from course_utils.scenes import generate_scene, scene_seed
+from course_utils.detection import selective_search as ss
+from course_utils.data.scenes import generate_scene, scene_seed
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for course_utils.sliding_window, course_utils.classifiers and course_utils.faces (all fast, no real training)."""
+"""Tests for course_utils.detection.sliding_window, course_utils.detection.classifiers and course_utils.detection.faces (all fast, no real training)."""
 
 import math
 
@@ -7,11 +7,11 @@ import torch
 from torch import nn
 from torchvision.ops import box_iou
 
-from course_utils.classifiers import (CropClassifier, RandomQuarterTurn, Standardize, classifier_accuracy,
+from course_utils.detection.classifiers import (CropClassifier, RandomQuarterTurn, Standardize, classifier_accuracy,
                                       crop_augmentation, predict_proba, train_crop_classifier)
-from course_utils.faces import (ASTRONAUT_FACE_BOX, FACE_SIZE, FaceCrops, astronaut_gray, detect_faces, face_datasets,
+from course_utils.detection.faces import (ASTRONAUT_FACE_BOX, FACE_SIZE, FaceCrops, astronaut_gray, detect_faces, face_datasets,
                                 face_training_set, hardest_negatives, load_lfw_faces, negative_patches, pyramid_scales)
-from course_utils.sliding_window import (SlidingWindowDetector, WindowCrops, background_mask, best_window_iou,
+from course_utils.detection.sliding_window import (SlidingWindowDetector, WindowCrops, background_mask, best_window_iou,
                                          classify_windows, count_windows, crop_windows, grid_shape,
                                          hard_background_crops, image_pyramid, multiscale_windows,
                                          pretrained_crop_classifier, pyramid_windows, recall_at_iou,

@@ -1,4 +1,4 @@
-"""course_utils.train: the shared loop resumes exactly, checkpoints safely, records what it did."""
+"""course_utils.engine.train: the shared loop resumes exactly, checkpoints safely, records what it did."""
 
 import collections
 import math
@@ -11,9 +11,9 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 from torchvision import tv_tensors
 
-from course_utils import train
-from course_utils.checkpoint import load_checkpoint
-from course_utils.train import (CheckpointError, History, SeededBatchSampler, classification_loss, detection_loss,
+from course_utils.engine import train
+from course_utils.engine.checkpoint import load_checkpoint
+from course_utils.engine.train import (CheckpointError, History, SeededBatchSampler, classification_loss, detection_loss,
                                 epoch_permutation, fit, segmentation_logits, segmentation_loss, to_device)
 
 STEPS, BATCH = 12, 8
@@ -270,14 +270,24 @@ def test_loss_dicts_are_summed_and_each_component_logged():
     assert {"loss_a", "loss_b"} <= set(history.flat_records()[0])
 
 
-def test_history_plot_draws_a_figure():
+def test_a_history_plots_its_loss_components_and_validation_points():
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    history = History(records=[{"step": s, "loss": 1 / s, "lr": 0.1, "components": {},
-                                **({"val": {"AP": s / 10}} if s % 5 == 0 else {})} for s in range(1, 11)], steps=10)
-    result = history.plot()
-    figure = result[0] if isinstance(result, tuple) else result
-    assert figure.axes
+    from course_utils.viz import plot_history
+
+    records = [{"step": s, "loss": 1 / s, "lr": 0.1, "components": {"loss_box": 0.5 / s},
+                **({"val": {"AP": s / 10}} if s % 5 == 0 else {})} for s in range(1, 11)]
+    history = History(records=records, steps=10)
+    _, (loss_ax, metric_ax) = plot_history(history, smoothing=0.5)
+    lines = {line.get_label(): line for line in loss_ax.get_lines()}
+    assert set(lines) == {"loss", "loss (smoothed 0.5)", "loss_box"}
+    np.testing.assert_allclose(lines["loss"].get_xdata(), range(1, 11))
+    np.testing.assert_allclose(lines["loss"].get_ydata(), [1 / s for s in range(1, 11)])
+    (val_line,) = metric_ax.get_lines()
+    assert val_line.get_label() == "val_AP"
+    np.testing.assert_allclose(val_line.get_xdata(), [5, 10])
+    np.testing.assert_allclose(val_line.get_ydata(), [0.5, 1.0])
     plt.close("all")
 
 

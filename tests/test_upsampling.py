@@ -1,4 +1,4 @@
-"""Unit tests for course_utils.upsampling and course_utils.conv_arithmetic."""
+"""Unit tests for course_utils.segmentation.upsampling and course_utils.segmentation.conv_arithmetic."""
 
 import itertools
 
@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_utils import conv_arithmetic as ca
-from course_utils import upsampling as up
+from course_utils.segmentation import conv_arithmetic as ca
+from course_utils.segmentation import upsampling as up
 
 matplotlib.use("Agg")
 

@@ -137,7 +137,7 @@ def test_draw_boxes_one_rectangle_and_caption_per_box_colour_per_class():
 
 
 def test_draw_boxes_defaults_to_the_scene_class_names_and_supports_overrides():
-    scenes = pytest.importorskip("course_utils.scenes")
+    scenes = pytest.importorskip("course_utils.data.scenes")
     ax = viz.show_image(_image(64, 64))
     viz.draw_boxes(ax, torch.tensor([[1.0, 1.0, 9.0, 9.0]]), torch.tensor([3]), color="red", linestyle="--")
     (rectangle,) = _rectangles(ax)
@@ -279,7 +279,7 @@ def test_palette_is_fixed_distinct_and_things_are_saturated():
 
 
 def test_palette_matches_the_scene_classes():
-    scenes = pytest.importorskip("course_utils.scenes")
+    scenes = pytest.importorskip("course_utils.data.scenes")
     assert len(viz.STUFF_PALETTE) == len(scenes.STUFF_CLASSES)
     for label in range(1, len(scenes.THING_CLASSES) + 1):
         semantic_id = len(scenes.STUFF_CLASSES) + label - 1
@@ -343,7 +343,7 @@ def test_show_semantic_over_an_image_blends_and_accepts_logits():
 
 
 def test_show_semantic_defaults_to_the_scene_classes():
-    scenes = pytest.importorskip("course_utils.scenes")
+    scenes = pytest.importorskip("course_utils.data.scenes")
     ax = viz.show_semantic(None, torch.zeros(4, 4, dtype=torch.uint8))
     assert [t.get_text() for t in ax.get_legend().get_texts()] == list(scenes.SEMANTIC_CLASSES)
 

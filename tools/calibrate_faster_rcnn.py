@@ -37,9 +37,9 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.transforms import v2
 
-from course_utils.data import SceneDataset, detection_collate
+from course_utils.data.datasets import SceneDataset, detection_collate
 from course_utils.metrics import detection_ap, evaluate_detector
-from course_utils.scenes import THING_CLASSES, SceneConfig
+from course_utils.data.scenes import THING_CLASSES, SceneConfig
 
 
 def small_backbone(width: int = 32, stride: int = 8) -> nn.Module:

@@ -8,7 +8,7 @@ The pipeline of notebook 03, for one image with proposals (P, 4) xyxy pixels::
     deltas = predict_box_deltas(features, regressor)                       # (P, K+1, 4) class-specific
     detections = postprocess_detections(proposals, probs, deltas, (H, W))  # decode, clip, per-class NMS
 
-Training (notebook 03): "pre-train" a crop classifier (``course_utils.classifiers.CropClassifier``), fine-tune
+Training (notebook 03): "pre-train" a crop classifier (``course_utils.detection.classifiers.CropClassifier``), fine-tune
 it on warped proposals labelled by IoU (:func:`build_region_set`, mini-batches with a fixed fraction of
 positives: :func:`sample_minibatch`, :class:`MinibatchDataset`), then fit class-specific ridge regressors on
 its features (:func:`fit_box_regressors`). :class:`RCNN` puts the trained parts together for testing.
@@ -25,8 +25,8 @@ from torch import nn
 from torch.utils.data import Dataset
 from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes, roi_align
 
-from course_utils import validate
-from course_utils.box_coding import decode_boxes, encode_boxes
+from course_utils.core import validate
+from course_utils.detection.box_coding import decode_boxes, encode_boxes
 
 __all__ = [
     "RCNN",
@@ -154,7 +154,7 @@ def warp_regions(image: torch.Tensor, boxes: torch.Tensor, size: int = 32, conte
     R-CNN's "affine image warping": each region, whatever its shape, becomes a fixed-size CNN input.
     The crop is resampled bilinearly, averaging over every source pixel in a target pixel
     (``torchvision.ops.roi_align`` with adaptive sampling, used here as a batched crop-and-resize);
-    outside the image it is zero (black), as in ``course_utils.data.CropDataset``.
+    outside the image it is zero (black), as in ``course_utils.data.datasets.CropDataset``.
 
     Args:
         image: float (C, H, W) in [0, 1].
@@ -268,7 +268,7 @@ class MinibatchDataset(Dataset):
     Batch ``i`` is drawn by :func:`sample_minibatch` with a generator seeded by ``(seed, i)``, so every
     batch has the same fraction of positives and the sequence is reproducible. With ``hflip`` a random half
     of the crops of each batch is mirrored left-right (data augmentation). Train with
-    ``course_utils.train.fit(..., batch_size=1, collate_fn=MinibatchDataset.collate)``.
+    ``course_utils.engine.train.fit(..., batch_size=1, collate_fn=MinibatchDataset.collate)``.
     """
 
     def __init__(self, regions: RegionSet, num_batches: int, batch_size: int = 128, positive_fraction: float = 0.25,
@@ -344,7 +344,7 @@ def fit_box_regressors(features: torch.Tensor, labels: torch.Tensor, targets: to
     Args:
         features: float (N, D) CNN features of the regions.
         labels: int64 (N,) class of each region, 1..K for the ones to fit on (others are skipped).
-        targets: float (N, 4) :func:`~course_utils.box_coding.encode_boxes` targets.
+        targets: float (N, 4) :func:`~course_utils.detection.box_coding.encode_boxes` targets.
         num_classes: K + 1 (background included).
         ridge: the L2 penalty (the paper's lambda = 1000 for pool5 features).
 
@@ -451,7 +451,7 @@ class RCNN(nn.Module):
                  max_detections: int = 100, batch_size: int = 512) -> None:
         super().__init__()
         if not (hasattr(cnn, "features") and hasattr(cnn, "head")):
-            raise TypeError("cnn must have .features and .head (like course_utils.classifiers.CropClassifier)")
+            raise TypeError("cnn must have .features and .head (like course_utils.detection.classifiers.CropClassifier)")
         self.cnn = cnn
         self.register_buffer("regressor_weights", None if regressor_weights is None else regressor_weights.float())
         self.size, self.context = _check_positive_int(size, "size"), float(context)
@@ -488,7 +488,7 @@ def fit_region_regressors(cnn: nn.Module, regions: RegionSet, num_classes: int, 
     """R-CNN's box regressors for a fine-tuned CNN: ridge regression (:func:`fit_box_regressors`) from the CNN
     features of the positive proposals (not the added ground-truth boxes) with IoU >= ``min_iou`` (the paper's
     0.6) to their targets (``encode_fn(boxes, matched_boxes)``, default
-    :func:`~course_utils.box_coding.encode_boxes`). Returns weights (num_classes, D + 1, 4)."""
+    :func:`~course_utils.detection.box_coding.encode_boxes`). Returns weights (num_classes, D + 1, 4)."""
     chosen = (regions.ious >= min_iou) & (regions.labels > 0) & ~regions.is_gt
     features, _ = region_features(cnn, regions.crops[chosen])
     targets = (encode_fn or encode_boxes)(regions.boxes[chosen], regions.matched_boxes[chosen])
@@ -503,13 +503,13 @@ def train_rcnn(cnn: nn.Module, images: Sequence[torch.Tensor], targets: Sequence
                device: torch.device | str | None = None, progress: bool = True, label_fn: Callable | None = None,
                **detector_kwargs):
     """R-CNN's training, all stages: warp and label the regions, fine-tune ``cnn`` (in place) on mini-batches
-    with a fixed fraction of positives (AdamW, one-cycle schedule, ``course_utils.train.fit``), then fit the
+    with a fixed fraction of positives (AdamW, one-cycle schedule, ``course_utils.engine.train.fit``), then fit the
     class-specific box regressors on its features.
 
     Returns ``(detector, history, regions)``: an :class:`RCNN` ready for testing (``detector_kwargs`` go to
     it), fit's ``History`` and the :class:`RegionSet` it trained on.
     """
-    from course_utils.train import classification_loss, fit
+    from course_utils.engine.train import classification_loss, fit
 
     regions = build_region_set(images, targets, proposals, size=size, context=context, fg_threshold=fg_threshold,
                                bg_threshold=bg_threshold, label_fn=label_fn)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torchvision
 
-from course_utils.assignments import (
+from course_utils.grading.assignments import (
     Case,
     assignment_check,
     describe,

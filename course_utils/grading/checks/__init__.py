@@ -1,7 +1,7 @@
 """Check functions for the assignment cells, one module per topic (``boxes``, ...).
 
 Every check function has the signature ``check_<name>(<name>, *, quiet=False) -> None``, is decorated with
-``course_utils.assignments.assignment_check`` and is listed in its module's ``CHECKS`` tuple. It runs the
+``course_utils.grading.assignments.assignment_check`` and is listed in its module's ``CHECKS`` tuple. It runs the
 student's function on random and edge cases against a reference, raises on the first wrong case and prints
 one line on success. See docs/ASSIGNMENTS.md for how to add a topic module.
 """

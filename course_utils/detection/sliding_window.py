@@ -30,8 +30,8 @@ from torch.utils.data import Dataset
 from torchvision.ops import batched_nms, box_iou, roi_align
 from torchvision.transforms.v2 import functional as TF
 
-from course_utils.classifiers import predict_proba
-from course_utils.validate import check_boxes, check_image
+from course_utils.detection.classifiers import predict_proba
+from course_utils.core.validate import check_boxes, check_image
 
 __all__ = [
     "DEFAULT_WINDOWS",
@@ -558,8 +558,8 @@ def scene_classifier_training_set(num_scenes: int = 400, *, crop_size: int = 32,
     """
     from torch.utils.data import ConcatDataset
 
-    from course_utils.classifiers import crop_augmentation
-    from course_utils.data import CropDataset
+    from course_utils.detection.classifiers import crop_augmentation
+    from course_utils.data.datasets import CropDataset
 
     crops = CropDataset("train", num_images=num_scenes, crop_size=crop_size, context=context,
                         transforms=crop_augmentation(), seed=seed)
@@ -574,11 +574,11 @@ def pretrained_crop_classifier(*, num_scenes: int = 400, steps: int = 350, check
     """Notebook 01's crop classifier, trained (or loaded from ``checkpoint`` when notebook 01 already ran).
 
     ``CropClassifier(num_classes=4, crop_size=32, width=16)`` trained with
-    ``course_utils.classifiers.train_crop_classifier`` on :func:`scene_classifier_training_set`: the same
+    ``course_utils.detection.classifiers.train_crop_classifier`` on :func:`scene_classifier_training_set`: the same
     recipe and checkpoint name as notebook 01, so later notebooks (03 R-CNN) start from the same network.
     Returns ``(model in eval mode, History)``.
     """
-    from course_utils.classifiers import CropClassifier, train_crop_classifier
+    from course_utils.detection.classifiers import CropClassifier, train_crop_classifier
 
     train_set, _, _ = scene_classifier_training_set(num_scenes)
     model = CropClassifier(num_classes=4, crop_size=32, width=16)

@@ -9,9 +9,9 @@ text. Inputs follow the course's conventions:
   arrays (H, W, 3) as ``skimage``/``PIL`` give them;
 * boxes: float (N, 4) ``(x1, y1, x2, y2)`` in absolute pixels;
 * detection labels: 1..K, 0 = background; ``class_names[k - 1]`` names label ``k``
-  (default: ``course_utils.scenes.THING_CLASSES``);
+  (default: ``course_utils.data.scenes.THING_CLASSES``);
 * semantic maps: integer (H, W) ids ``0..C-1`` (255 = ignored); ``class_names[i]`` names
-  id ``i`` (default: ``course_utils.scenes.SEMANTIC_CLASSES``).
+  id ``i`` (default: ``course_utils.data.scenes.SEMANTIC_CLASSES``).
 
 Colours are fixed, so a class has the same colour in every notebook: :data:`PALETTE`
 gives semantic id ``i`` the colour ``PALETTE[i]``; the stuff classes (sky, grass,
@@ -32,7 +32,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch, Rectangle
 
-from course_utils import validate
+from course_utils.core import validate
 
 
 def _rgb(red: int, green: int, blue: int) -> tuple[float, float, float]:
@@ -88,9 +88,9 @@ def _as_tensor(value, name: str) -> torch.Tensor:
 
 
 def _default_names(attribute: str) -> Sequence[str] | None:
-    """Class names from ``course_utils.scenes`` (imported only when needed)."""
+    """Class names from ``course_utils.data.scenes`` (imported only when needed)."""
     try:
-        from course_utils import scenes
+        from course_utils.data import scenes
     except ImportError:
         return None
     return getattr(scenes, attribute, None)
@@ -487,7 +487,7 @@ def smooth(values, weight: float = 0.9) -> np.ndarray:
 
 def _flatten_record(record: Mapping) -> dict:
     """One flat dict per step: nested ``components`` (loss parts) are merged as they are and
-    nested ``val`` metrics with a ``val_`` prefix (the layout of ``course_utils.train.History``)."""
+    nested ``val`` metrics with a ``val_`` prefix (the layout of ``course_utils.engine.train.History``)."""
     flat = {key: value for key, value in record.items() if key not in ("components", "val")}
     components = record.get("components")
     if isinstance(components, Mapping):
@@ -537,7 +537,7 @@ def plot_history(history, smoothing: float = 0.9, metrics: Sequence[str] | None 
     """Plot a training run: the loss per step (raw, faint) with its smoothed curve, and the
     validation metrics on a second y axis.
 
-    ``history``: a ``course_utils.train.History`` (its ``.records``; nested ``components``
+    ``history``: a ``course_utils.engine.train.History`` (its ``.records``; nested ``components``
     and ``val`` dicts are understood) or a list of dicts, each with ``step`` and any of
     ``loss``, loss components and ``val_*`` metrics (e.g. ``{"step": 100, "val_mAP": 0.4}``).
     ``metrics``: the keys for the second axis (default: the keys starting with "val",

@@ -10,7 +10,7 @@ finished, the same cell only loads the weights: the load-or-train pattern.
 
     history = fit(model, train_set, loss_fn=classification_loss, optimizer=optimizer,
                   steps=300, batch_size=32, checkpoint="crop_classifier")
-    history.plot()
+    viz.plot_history(history)
 """
 
 from __future__ import annotations
@@ -31,33 +31,15 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler, default_collate
 from tqdm.auto import tqdm
 
-from course_utils.checkpoint import (CheckpointError, checkpoint_path, load_checkpoint, rng_state,
+from course_utils.engine.checkpoint import (CheckpointError, checkpoint_path, load_checkpoint, rng_state,
                                      save_checkpoint, set_rng_state)
-from course_utils.device import loader_kwargs, pick_device, seed_everything
+from course_utils.core.device import loader_kwargs, pick_device, seed_everything
+from course_utils.core.tensors import segmentation_logits, to_device
 
 CHECKPOINT_FORMAT = "course_utils.train/1"
 
 __all__ = ["CheckpointError", "History", "SeededBatchSampler", "classification_loss", "detection_loss",
            "epoch_permutation", "fit", "segmentation_logits", "segmentation_loss", "to_device"]
-
-
-# --------------------------------------------------------------------------- moving batches
-
-def to_device(obj, device: torch.device | str, non_blocking: bool = False):
-    """``obj`` with every tensor moved to ``device``.
-
-    Walks dicts, lists, tuples and named tuples; tv_tensors (Image, BoundingBoxes, Mask)
-    keep their type and metadata; anything else (ints, strings, None) is returned as is.
-    """
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=non_blocking)
-    if isinstance(obj, Mapping):
-        return {key: to_device(value, device, non_blocking) for key, value in obj.items()}
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-        return type(obj)(*(to_device(value, device, non_blocking) for value in obj))
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_device(value, device, non_blocking) for value in obj)
-    return obj
 
 
 # --------------------------------------------------------------------------- loss functions
@@ -82,21 +64,6 @@ def detection_loss(model: torch.nn.Module, batch) -> dict[str, torch.Tensor]:
         raise TypeError("detection_loss expects a model that returns a dict of losses when given "
                         f"(images, targets) in train mode (torchvision's detectors do); got {type(losses).__name__}")
     return dict(losses)
-
-
-def segmentation_logits(output, size: tuple[int, int] | torch.Size) -> torch.Tensor:
-    """The (B, C, H, W) logits of a segmentation model's output, resized to ``size = (H, W)``.
-
-    ``output`` is a tensor or a dict with ``"out"`` (torchvision's segmentation models).
-    Logits at a coarser resolution are up-sampled bilinearly (``align_corners=False``).
-    """
-    logits = output["out"] if isinstance(output, Mapping) else output
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 4:
-        raise ValueError("a segmentation model must return (B, C, H, W) logits or a dict with 'out', got "
-                         + (f"shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor) else type(logits).__name__))
-    if tuple(logits.shape[-2:]) != tuple(size):
-        logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
-    return logits
 
 
 def segmentation_loss(model: torch.nn.Module, batch, ignore_index: int = 255):
@@ -248,12 +215,6 @@ class History:
             flat.append(row)
         return flat
 
-    def plot(self, **kwargs):
-        """Loss curve (and components) with the validation metrics: ``course_utils.viz.plot_history``."""
-        from course_utils.viz import plot_history
-
-        return plot_history(self.flat_records(), **kwargs)
-
     def __repr__(self) -> str:
         last_val = self.val[-1] if self.val else {}
         shown = ", ".join(f"{key} {value:.3g}" for key, value in list(last_val.items())[1:4])
@@ -302,7 +263,7 @@ def _check_fit_arguments(model, dataset, loss_fn, optimizer, steps, batch_size, 
 def _check_checkpoint_matches(state: dict, path, model: torch.nn.Module, optimizer) -> None:
     """Raise CheckpointError if ``state`` is not a fit checkpoint of this model and optimizer."""
     if state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a checkpoint written by course_utils.train.fit "
+        raise CheckpointError(f"{path} is not a checkpoint written by course_utils.engine.train.fit "
                               f"(format {state.get('format')!r}); delete it or pass another checkpoint name")
     saved, expected = state["model"], model.state_dict()
     missing = [key for key in expected if key not in saved]
@@ -411,8 +372,8 @@ def fit(model: torch.nn.Module, dataset, *, loss_fn: Callable, optimizer: torch.
         model: moved to ``device``; build ``optimizer`` (and ``scheduler``) on its parameters first.
         dataset: map-style dataset; batches are drawn by :class:`SeededBatchSampler` and
             collated by ``collate_fn`` (default: ``default_collate``; detection needs
-            ``course_utils.data.detection_collate``). DataLoader workers follow
-            ``course_utils.device.loader_kwargs``.
+            ``course_utils.data.datasets.detection_collate``). DataLoader workers follow
+            ``course_utils.core.device.loader_kwargs``.
         loss_fn: ``loss_fn(model, batch) -> scalar tensor`` or dict of scalar tensors (summed
             for backward, each logged), e.g. :func:`classification_loss`,
             :func:`detection_loss`, :func:`segmentation_loss`. Runs under autocast.

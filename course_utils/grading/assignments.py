@@ -9,7 +9,7 @@ Every assignment in the course follows the same three cells (see docs/ASSIGNMENT
    ``box_iou = use_reference_if_stuck(box_iou, check=check_box_iou, enabled=USE_REFERENCE_SOLUTIONS)``,
    so that a stuck student who sets ``USE_REFERENCE_SOLUTIONS = True`` can run the rest of the notebook.
 
-A check function (one per assignment, in ``course_utils.checks.<topic>``) builds a list of :class:`Case`
+A check function (one per assignment, in ``course_utils.grading.checks.<topic>``) builds a list of :class:`Case`
 objects and hands them to :func:`run_cases`, which
 
 - calls the reference on clones of each case's inputs to get the expected value,
@@ -103,7 +103,7 @@ def assignment_check(function_name: str, reference: Callable[..., Any]) -> Calla
     """Decorator marking a check function: stores the assignment's function name and its reference.
 
     ``use_reference_if_stuck`` takes the reference from ``check.reference`` when none is given, and
-    ``course_utils.checks.all_checks`` finds check functions through these attributes.
+    ``course_utils.grading.checks.all_checks`` finds check functions through these attributes.
     """
     if not isinstance(function_name, str) or not function_name.isidentifier():
         raise ValueError(f"function_name must be a Python identifier like 'box_iou', got {function_name!r}")

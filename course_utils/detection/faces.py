@@ -22,9 +22,9 @@ from torch.utils.data import Dataset
 from torchvision.ops import nms
 from torchvision.transforms import v2
 
-from course_utils.classifiers import predict_proba
-from course_utils.sliding_window import pyramid_windows
-from course_utils.validate import check_image
+from course_utils.detection.classifiers import predict_proba
+from course_utils.detection.sliding_window import pyramid_windows
+from course_utils.core.validate import check_image
 
 __all__ = [
     "ASTRONAUT_FACE_BOX",
@@ -78,7 +78,7 @@ class FaceCrops(Dataset):
     With ``augment=True`` every access draws a random left-right flip and a random brightness and contrast
     change (x -> a * x + b, clipped to [0, 1]), and faces (label 1) also a small random rotation (+-10
     degrees), shift (+-6 %) and zoom (0.9-1.1): 80 faces then look like many more. Randomness comes from
-    torch's global generator, which ``course_utils.train.fit`` seeds.
+    torch's global generator, which ``course_utils.engine.train.fit`` seeds.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, augment: bool = False) -> None:
@@ -149,7 +149,7 @@ def negative_patches(count: int, seed: int = 0, names: Sequence[str] = NEGATIVE_
     would see it. These are the "many more negatives than positives" every sliding-window face detector
     is trained with (Viola & Jones 2001 used ~10,000 non-face images).
     """
-    from course_utils.sliding_window import crop_windows
+    from course_utils.detection.sliding_window import crop_windows
 
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"count must be a positive int, got {count!r}")

@@ -1,6 +1,6 @@
 """Small CNN crop classifiers: "disk? triangle? star? background?" on one square crop.
 
-Notebook 01 trains :class:`CropClassifier` on ``course_utils.data.CropDataset`` and slides it over whole
+Notebook 01 trains :class:`CropClassifier` on ``course_utils.data.datasets.CropDataset`` and slides it over whole
 scenes; notebook 03 (R-CNN) reuses it as its "pre-trained" network: ``model.features(crops)`` gives one
 feature vector per crop, ``model.head`` turns it into class logits.
 
@@ -189,13 +189,13 @@ def train_crop_classifier(model: nn.Module, dataset, *, steps: int = 600, batch_
                           weight_decay: float = 1e-4, checkpoint: str | None = "01_classifier",
                           device: torch.device | str | None = None, seed: int = 0,
                           val_fn: Callable | None = None, val_every: int | None = None, progress: bool = True):
-    """Train ``model`` with cross-entropy, AdamW and a one-cycle schedule through ``course_utils.train.fit``.
+    """Train ``model`` with cross-entropy, AdamW and a one-cycle schedule through ``course_utils.engine.train.fit``.
 
     The recipe of notebook 01; notebook 03 calls it with the same arguments so that the checkpoint
     ``checkpoint_dir()/01_classifier.pt`` written by notebook 01 is loaded instead of trained again.
-    Returns fit's ``History`` (``history.plot()`` draws the loss curve).
+    Returns fit's ``History`` (``viz.plot_history(history)`` draws the loss curves).
     """
-    from course_utils.train import classification_loss, fit
+    from course_utils.engine.train import classification_loss, fit
 
     _check_positive_int(steps, "steps")
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)

@@ -1,6 +1,6 @@
 """PyTorch datasets over the scenes (and over any COCO-format dataset).
 
-* ``SceneDataset``: the scenes of ``course_utils.scenes`` for detection (boxes, labels,
+* ``SceneDataset``: the scenes of ``course_utils.data.scenes`` for detection (boxes, labels,
   instance masks, semantic map) or semantic segmentation. Images are generated once,
   kept in memory as uint8 arrays and cached to ``data_dir()/"scenes"`` (one ``.npz`` per
   split, size and configuration), so indexing costs only a tensor conversion.
@@ -37,7 +37,7 @@ from torchvision import tv_tensors
 from torchvision.ops import box_iou
 from torchvision.transforms.v2 import functional as F
 
-from course_utils.scenes import (
+from course_utils.data.scenes import (
     SEMANTIC_CLASSES,
     SPLITS,
     THING_CLASSES,
@@ -117,7 +117,7 @@ def generate_store(split: str, num_images: int, config: SceneConfig = SceneConfi
 
 def cache_path(split: str, num_images: int, config: SceneConfig = SceneConfig()) -> Path:
     """``data_dir()/"scenes"/<split>_<num_images>_<config hash>.npz``."""
-    from course_utils.paths import data_dir
+    from course_utils.core.paths import data_dir
 
     return data_dir() / "scenes" / f"{_check_split(split)}_{_check_count(num_images, 'num_images')}_{config_hash(config)}.npz"
 
@@ -442,7 +442,7 @@ def export_coco(dataset, out_dir: str | Path, categories: tuple[str, ...] = THIN
                 annotation["segmentation"] = _rle(mask)
                 annotation["area"] = float(mask.astype(bool).sum())
             annotations.append(annotation)
-    coco = {"info": {"description": "exported by course_utils.data.export_coco"}, "images": images,
+    coco = {"info": {"description": "exported by course_utils.data.datasets.export_coco"}, "images": images,
             "annotations": annotations,
             "categories": [{"id": i + 1, "name": name, "supercategory": "thing"} for i, name in enumerate(categories)]}
     ann_file = out_dir / "annotations.json"

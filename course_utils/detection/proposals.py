@@ -13,7 +13,7 @@ first ``n`` proposals of each image, for several ``n`` (a curve).
 
 Cache: :func:`load_proposals` returns Selective Search proposals for the first
 ``num_images`` scenes of a split, computing only what is missing and storing it under
-``course_utils.paths.data_dir() / "proposals"``, one file per (split, scene configuration,
+``course_utils.core.paths.data_dir() / "proposals"``, one file per (split, scene configuration,
 parameters), written atomically. Notebooks 03 (R-CNN) and 04 (Fast R-CNN) use it.
 """
 
@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from course_utils import validate
-from course_utils.paths import data_dir
-from course_utils.scenes import SPLITS, SceneConfig, config_hash, generate_scene, scene_seed
-from course_utils.selective_search import MODES, selective_search
+from course_utils.core import validate
+from course_utils.core.paths import data_dir
+from course_utils.data.scenes import SPLITS, SceneConfig, config_hash, generate_scene, scene_seed
+from course_utils.detection.selective_search import MODES, selective_search
 
 #: Bumped whenever the proposal algorithm's output changes, so old cache files are not reused.
 PROPOSALS_VERSION = 1
@@ -175,7 +175,7 @@ def normalize_params(params: dict | None = None) -> dict:
     """Selective Search keyword arguments for the cache: :data:`DEFAULT_PARAMS` updated with ``params``.
 
     Allowed keys: mode ("single", "fast", "quality"), seed, scales (tuple of k), min_size, sigma,
-    randomize (see :func:`course_utils.selective_search.selective_search`).
+    randomize (see :func:`course_utils.detection.selective_search.selective_search`).
     """
     if params is not None and not isinstance(params, dict):
         raise TypeError(f"params must be a dict of selective_search arguments, got {type(params).__name__}")
@@ -244,9 +244,9 @@ def _compute(image: np.ndarray, params: dict) -> torch.Tensor:
 
 
 def _scene_images(split: str, num_images: int, config: SceneConfig):
-    """``image(i)`` -> uint8 (H, W, 3) scene i of the split, read from the scenes cache of course_utils.data."""
+    """``image(i)`` -> uint8 (H, W, 3) scene i of the split, read from the scenes cache of course_utils.data.datasets."""
     try:
-        from course_utils.data import SceneDataset
+        from course_utils.data.datasets import SceneDataset
     except ImportError:  # pragma: no cover - the data module is part of the course
         return lambda index: generate_scene(scene_seed(split, index), config).image
     dataset = SceneDataset(split, num_images, config, progress=False)

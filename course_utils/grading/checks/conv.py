@@ -7,7 +7,7 @@
   ``torch.nn.functional.conv_transpose2d`` (x ``(N, C_in, H, W)``, weight ``(C_in, C_out, k, k)``).
 * ``receptive_field(layers) -> int`` with ``layers`` a list of ``(kernel_size, stride, dilation)``:
   compared with the receptive field *measured* from gradients
-  (``course_utils.receptive_field.measure_receptive_field`` on a stack of convolutions).
+  (``course_utils.segmentation.receptive_field.measure_receptive_field`` on a stack of convolutions).
 
 Usage in a notebook::
 
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from course_utils.assignments import Case, assignment_check, run_cases, with_device_copies
+from course_utils.grading.assignments import Case, assignment_check, run_cases, with_device_copies
 
 __all__ = ["CHECKS", "check_conv2d_output_size", "check_conv_transpose2d", "check_conv_transpose2d_output_size",
            "check_receptive_field", "conv2d_output_size_cases", "conv_transpose2d_cases",
@@ -61,7 +61,7 @@ def torch_conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 
 
 def measured_receptive_field(layers: list) -> int:
     """The receptive field of a stack of convolutions, measured from the gradient's support."""
-    from course_utils.receptive_field import conv_stack, measure_receptive_field, receptive_field
+    from course_utils.segmentation.receptive_field import conv_stack, measure_receptive_field, receptive_field
 
     model = conv_stack(list(layers), channels=1, relu=False)
     size = 2 * receptive_field(list(layers)) + 8

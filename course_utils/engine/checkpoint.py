@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from course_utils.paths import checkpoint_dir
+from course_utils.core.paths import checkpoint_dir
 
 
 class CheckpointError(RuntimeError):

@@ -1,6 +1,6 @@
 """Checks for the Selective Search assignments: colour histogram, the four similarities, the merge step.
 
-A region is a dict of float64 tensors, as ``course_utils.selective_search.region_dict`` gives it::
+A region is a dict of float64 tensors, as ``course_utils.detection.selective_search.region_dict`` gives it::
 
     {"id": 7, "size": tensor(130.), "box": tensor([x1, y1, x2, y2]),      # pixels, x2/y2 exclusive
      "color": (C*25,) histogram, "texture": (C*80,) histogram,             # each sums to 1
@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from course_utils import selective_search as ss
-from course_utils.assignments import Case, assignment_check, describe, not_a_tensor_problem, run_cases
+from course_utils.detection import selective_search as ss
+from course_utils.grading.assignments import Case, assignment_check, describe, not_a_tensor_problem, run_cases
 
 __all__ = ["CHECKS", "check_color_histogram", "check_merge_regions", "check_similarities",
            "color_histogram_cases", "merge_regions_cases", "similarities_cases"]
@@ -82,7 +82,7 @@ def _flat_image(shape: tuple[int, int], masks: list[np.ndarray], colors: list[tu
 @lru_cache(maxsize=4)
 def _scene_graph(index: int, space: str) -> ss.RegionGraph:
     """The initial region graph of test scene ``index`` (k = 100, min_size = 20); cached, never modified."""
-    from course_utils.scenes import generate_scene, scene_seed
+    from course_utils.data.scenes import generate_scene, scene_seed
 
     image = ss.as_hwc_float(generate_scene(scene_seed("test", index)).image)
     return ss.region_graph(image, ss.Strategy(space, 100.0, "CTSF", min_size=20))[0]

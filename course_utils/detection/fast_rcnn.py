@@ -27,9 +27,9 @@ from torch.utils.data import Dataset
 from torchvision.ops import roi_align, roi_pool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from course_utils import validate
-from course_utils.box_coding import encode_boxes
-from course_utils.rcnn import _plain, dilate_boxes, label_proposals, postprocess_detections, sample_minibatch
+from course_utils.core import validate
+from course_utils.detection.box_coding import encode_boxes
+from course_utils.detection.rcnn import _plain, dilate_boxes, label_proposals, postprocess_detections, sample_minibatch
 
 __all__ = [
     "BOX_WEIGHTS",
@@ -119,9 +119,9 @@ def sample_rois(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torc
     """Fast R-CNN's RoI sampling for one image.
 
     Labels the proposals (plus the ground-truth boxes when ``include_gt``) with
-    :func:`~course_utils.rcnn.label_proposals` (foreground IoU >= 0.5, background in [0.1, 0.5), the rest
+    :func:`~course_utils.detection.rcnn.label_proposals` (foreground IoU >= 0.5, background in [0.1, 0.5), the rest
     ignored) and draws ``num_samples`` of them with ``positive_fraction`` positives
-    (:func:`~course_utils.rcnn.sample_minibatch`). ``label_fn`` replaces ``label_proposals`` (same signature).
+    (:func:`~course_utils.detection.rcnn.sample_minibatch`). ``label_fn`` replaces ``label_proposals`` (same signature).
 
     Returns:
         ``(rois (R, 4) float, labels (R,) int64, targets (R, 4) float)``, R <= num_samples; the targets encode
@@ -219,7 +219,7 @@ class FastRCNN(nn.Module):
         feature_dim: D * pooled_size^2, the length of a flattened pooled RoI.
         num_classes: K + 1, background included.
         context: each RoI is grown by this fraction of its width/height on every side before pooling
-            (``course_utils.rcnn.dilate_boxes``), so that a pooled RoI is framed like the crops the trunk was
+            (``course_utils.detection.rcnn.dilate_boxes``), so that a pooled RoI is framed like the crops the trunk was
             pre-trained on (``CropDataset``'s context 0.25) and like R-CNN's warped regions. Box targets stay
             relative to the RoI itself.
         scales: image scales of the feature pyramid; (1.0,) is single-scale Fast R-CNN. With several, each
@@ -385,7 +385,7 @@ class ProposalDataset(Dataset):
     """Detection items with their proposals: item i = ``(image (C, H, W), target dict, proposals (P_i, 4))``.
 
     ``scenes``: a dataset of ``(image, target)`` (``SceneDataset``); ``proposals``: one (P_i, 4) xyxy tensor
-    per item (``course_utils.proposals.load_proposals``). With ``hflip`` the dataset is twice as long: items
+    per item (``course_utils.detection.proposals.load_proposals``). With ``hflip`` the dataset is twice as long: items
     ``len(scenes) + i`` are the mirror images of items ``i`` (image, boxes and proposals flipped left-right),
     the paper's only data augmentation. Collate with :meth:`collate` (lists).
     """
@@ -428,7 +428,7 @@ def fast_rcnn_training_loss(model: FastRCNN, batch, *, rois_per_image: int = 64,
                             fg_threshold: float = 0.5, bg_threshold: float = 0.1, beta: float = 1.0,
                             box_weight: float = 1.0, box_loss: Callable[..., torch.Tensor] | None = None,
                             label_fn: Callable | None = None) -> dict[str, torch.Tensor]:
-    """``loss_fn`` for ``course_utils.train.fit``: sample RoIs per image (:func:`sample_rois`, torch's global
+    """``loss_fn`` for ``course_utils.engine.train.fit``: sample RoIs per image (:func:`sample_rois`, torch's global
     RNG, which ``fit`` seeds), run the model, return :func:`fast_rcnn_loss`'s dict.
 
     ``batch = (images, targets, proposals)`` from :class:`ProposalDataset`. ``box_loss`` and ``label_fn``
@@ -449,13 +449,13 @@ def fast_rcnn_training_loss(model: FastRCNN, batch, *, rois_per_image: int = 64,
 def train_fast_rcnn(model: FastRCNN, dataset: ProposalDataset, *, steps: int, images_per_batch: int = 4,
                     lr: float = 3e-3, weight_decay: float = 1e-4, checkpoint: str | None = None, seed: int = 0,
                     device: torch.device | str | None = None, progress: bool = True, **loss_kwargs):
-    """Train Fast R-CNN end to end with ``course_utils.train.fit`` (AdamW, one-cycle schedule).
+    """Train Fast R-CNN end to end with ``course_utils.engine.train.fit`` (AdamW, one-cycle schedule).
 
     Each step takes ``images_per_batch`` images of ``dataset`` and samples RoIs from each
     (:func:`fast_rcnn_training_loss`, to which ``loss_kwargs`` go: rois_per_image, bg_threshold, box_loss...).
     Returns fit's ``History``; its records carry both parts of the loss.
     """
-    from course_utils.train import fit
+    from course_utils.engine.train import fit
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 import torchvision
 from torchvision.models.detection._utils import BoxCoder, Matcher
 
-from course_utils.assignments import (
+from course_utils.grading.assignments import (
     Case,
     assignment_check,
     compare_tensors,

@@ -46,7 +46,7 @@ from scipy import ndimage
 from skimage import color as skcolor
 from skimage.segmentation import felzenszwalb
 
-from course_utils import validate
+from course_utils.core import validate
 
 #: Colour histogram bins per channel (IJCV: 25).
 COLOR_BINS = 25
@@ -79,7 +79,7 @@ def as_hwc_float(image) -> np.ndarray:
     """An image as a float64 array (H, W, 3) in [0, 1].
 
     Accepts a float tensor (3, H, W) in [0, 1] (the course's convention, checked by
-    ``course_utils.validate.check_image``), a uint8 array (H, W, 3) (scikit-image, PIL) or a
+    ``course_utils.core.validate.check_image``), a uint8 array (H, W, 3) (scikit-image, PIL) or a
     float array (H, W, 3) in [0, 1]. A one-channel image is repeated to three channels. Float
     values that are 8-bit levels (k / 255 up to float32 rounding) are snapped to k / 255 exactly,
     so a uint8 image and its float tensor give the same proposals.

@@ -23,9 +23,9 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch.utils.data import DataLoader
 
-from course_utils.device import loader_kwargs, pick_device, synchronize
-from course_utils.train import segmentation_logits, to_device
-from course_utils.validate import check_boxes, check_labels, check_target
+from course_utils.core.device import loader_kwargs, pick_device, synchronize
+from course_utils.core.tensors import segmentation_logits, to_device
+from course_utils.core.validate import check_boxes, check_labels, check_target
 
 #: The names of ``COCOeval.stats``, in order.
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -210,7 +210,7 @@ def detection_ap(predictions: Sequence[Mapping], targets: Sequence[Mapping], iou
 
 def _detection_collate():
     try:
-        from course_utils.data import detection_collate
+        from course_utils.data.datasets import detection_collate
     except ImportError:
         def detection_collate(batch):
             return tuple(zip(*batch))
@@ -235,7 +235,7 @@ def evaluate_detector(model: torch.nn.Module, dataset, device: torch.device | st
 
     The model is moved to ``device`` and run in eval mode under ``no_grad`` (its previous
     mode is restored). ``dataset`` items are ``(image, target)``; batches use
-    ``course_utils.data.detection_collate``. Detections with a score below
+    ``course_utils.data.datasets.detection_collate``. Detections with a score below
     ``score_threshold`` are dropped (COCO evaluation wants them all: keep 0.0 for AP).
 
     Returns:
@@ -379,7 +379,7 @@ def time_per_image(fn: Callable, images, warmup: int = 2, repeats: int = 5,
 
     ``fn`` is called on the whole batch at once (``images``: a (B, C, H, W) tensor or a list
     of B CHW tensors, as torchvision's detectors take), ``warmup`` times untimed and then
-    ``repeats`` times, each timed between two ``course_utils.device.synchronize`` calls so
+    ``repeats`` times, each timed between two ``course_utils.core.device.synchronize`` calls so
     queued GPU work counts. Runs under ``torch.no_grad()``; put the model in eval mode first.
     ``images`` are moved to ``device`` when one is given.
 

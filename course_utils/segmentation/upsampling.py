@@ -188,14 +188,14 @@ def bilinear_upsampler(channels: int, factor: int, learnable: bool = True) -> nn
     """A ``ConvTranspose2d`` that starts as bilinear up-sampling by ``factor`` (channel-wise).
 
     Kernel ``2f - f % 2``, stride ``f``, padding ``f // 2``, no bias; the weight is
-    ``course_utils.fcn.bilinear_kernel(channels, factor)`` (each channel up-samples itself).
+    ``course_utils.segmentation.fcn.bilinear_kernel(channels, factor)`` (each channel up-samples itself).
     The output is ``factor`` times larger than the input and equals
     ``F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)`` except in
     the ``f // 2`` border rows/columns, where the transposed convolution sums zero
     padding instead of repeating the edge pixel (see :func:`border_rows`).
     ``learnable=False`` freezes the weight (fixed bilinear up-sampling).
     """
-    from course_utils.fcn import bilinear_kernel
+    from course_utils.segmentation.fcn import bilinear_kernel
 
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
         raise ValueError(f"channels must be a positive int, got {channels!r}")

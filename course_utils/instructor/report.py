@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m course_utils.report [--notebooks notebooks/ | a.ipynb b.ipynb ...] [--out build]
+    python -m course_utils.instructor.report [--notebooks notebooks/ | a.ipynb b.ipynb ...] [--out build]
 
 Each notebook runs top to bottom in a fresh kernel (working directory: the notebook's
 folder; at most ``--timeout`` seconds per cell) with
@@ -10,7 +10,7 @@ folder; at most ``--timeout`` seconds per cell) with
 * ``COURSE_CHECKPOINT_DIR`` set to a fresh, empty temporary folder, so training always
   runs and is timed, never loaded from an old checkpoint;
 * ``COURSE_RESULTS_DIR=<out>/results`` (emptied first), where the notebook records its
-  headline numbers with :func:`course_utils.results.record`.
+  headline numbers with :func:`course_utils.core.results.record`.
 
 Written under ``<out>``: ``executed/<notebook>.ipynb`` (the run, outputs included),
 ``report.md`` (one Markdown table: notebook, status, runtime, peak memory and the
@@ -288,7 +288,7 @@ def format_markdown(runs: Sequence[NotebookRun], other_results: Sequence[Mapping
 
 def _environment_line() -> str | None:
     try:
-        from course_utils.device import environment_report
+        from course_utils.core.device import environment_report
         return environment_report()
     except Exception:  # noqa: BLE001 - the report works without it
         return None
@@ -301,7 +301,7 @@ def run_report(notebooks: Sequence[Path], out: Path, budget_s: float = BUDGET_SE
 
     Returns the runs and the recorded results that belong to no run notebook.
     """
-    from course_utils.results import load_all
+    from course_utils.core.results import load_all
 
     out = Path(out)
     results_dir = out / "results"
@@ -338,14 +338,14 @@ def run_report(notebooks: Sequence[Path], out: Path, budget_s: float = BUDGET_SE
 
 
 def _default_notebooks() -> list[str]:
-    from course_utils.paths import repo_root
+    from course_utils.core.paths import repo_root
 
     root = repo_root()
     return [str((root or Path.cwd()) / "notebooks")]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.report", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m course_utils.instructor.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--notebooks", nargs="+", default=None,
                         help="notebooks and/or folders of notebooks (default: the repository's notebooks/)")
     parser.add_argument("--out", default="build", help="output folder (default: build)")

@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from course_utils.paths import results_dir
+from course_utils.core.paths import results_dir
 
 
 def _results_file(notebook: str, folder: Path) -> Path:

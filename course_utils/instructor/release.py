@@ -10,7 +10,7 @@ Source notebooks (notebooks/) hold the instructor's solutions between ``### BEGI
 
 Command line (what ``make release`` runs)::
 
-    python -m course_utils.release [--source notebooks] [--out release]
+    python -m course_utils.instructor.release [--source notebooks] [--out release]
 
 nbgrader is an instructor extra (``pip install -e ".[instructor]"``); students never need it. The cell
 builders :func:`solution_cell` and :func:`check_cell` and the validator :func:`nbgrader_problems` do not
@@ -220,9 +220,9 @@ def release_all(source: str | Path = "notebooks", out: str | Path = "release", *
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m course_utils.release [--source notebooks] [--out release] [--no-prune]``."""
+    """Command line: ``python -m course_utils.instructor.release [--source notebooks] [--out release] [--no-prune]``."""
     parser = argparse.ArgumentParser(
-        prog="python -m course_utils.release", description="Write the student version of every notebook."
+        prog="python -m course_utils.instructor.release", description="Write the student version of every notebook."
     )
     parser.add_argument("--source", default="notebooks", help="folder of source notebooks (default: notebooks)")
     parser.add_argument("--out", default="release", help="folder for the student notebooks (default: release)")

@@ -7,7 +7,7 @@ pixel accuracy from it, and the Linear -> convolution conversion behind FCN's co
   and prediction), ``mIoU`` (mean of the non-NaN IoUs) and ``pixel_accuracy``; reference
   ``course_utils.metrics.segmentation_scores``.
 * ``linear_to_conv(linear, in_channels, kernel_size=1)`` -> ``nn.Conv2d`` computing the same function;
-  reference ``course_utils.fcn.linear_to_conv``.
+  reference ``course_utils.segmentation.fcn.linear_to_conv``.
 
 Usage in a notebook::
 
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from course_utils.assignments import (
+from course_utils.grading.assignments import (
     Case,
     assignment_check,
     check_devices,
@@ -35,7 +35,7 @@ from course_utils.assignments import (
     tensor_type_problem,
     with_device_copies,
 )
-from course_utils.fcn import linear_to_conv as reference_linear_to_conv
+from course_utils.segmentation.fcn import linear_to_conv as reference_linear_to_conv
 from course_utils.metrics import confusion_matrix as reference_confusion_matrix
 from course_utils.metrics import segmentation_scores as reference_segmentation_scores
 
@@ -287,7 +287,7 @@ def check_linear_to_conv(linear_to_conv: Callable[..., nn.Conv2d], *, quiet: boo
     linear: ``nn.Linear(in_channels * kh * kw, out)`` reading a flattened (in_channels, kh, kw) map.
     Result: ``nn.Conv2d(in_channels, out, (kh, kw))`` (stride 1, no padding) with the linear weight reshaped
     to (out, in_channels, kh, kw), the same bias (or none), same dtype and device. Reference:
-    course_utils.fcn.linear_to_conv.
+    course_utils.segmentation.fcn.linear_to_conv.
     """
     run_cases(linear_to_conv, linear_to_conv_cases(), name="linear_to_conv",
               reference=reference_linear_to_conv, compare=_compare_conv, quiet=quiet)

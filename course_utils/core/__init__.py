@@ -1,0 +1,8 @@
+"""The bottom layer: what every other part of the course stands on.
+
+``device`` (which device, seeds, DataLoader workers, the notebooks' set-up line), ``paths``
+(where data, checkpoints and results live), ``validate`` (the one set of input checks with
+messages that name the expected shape, dtype or box format), ``tensors`` (moving batches,
+plain tensors, segmentation logits), ``results`` (the numbers a notebook records) and
+``colab`` (the notebooks' set-up cell). Imports nothing from ``course_utils`` outside ``core``.
+"""
