@@ -14,7 +14,9 @@ matplotlib.use("Agg")
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: starts servers or runs notebooks (still part of make test)")
+    config.addinivalue_line(
+        "markers", "slow: starts servers or runs notebooks (still part of make test)"
+    )
     scratch = tempfile.mkdtemp(prefix="course-test-")
     os.environ["COURSE_CHECKPOINT_DIR"] = os.path.join(scratch, "checkpoints")
     os.environ["COURSE_RESULTS_DIR"] = os.path.join(scratch, "results")

@@ -153,7 +153,9 @@ def test_kwargs_are_cloned_and_checked_for_mutation():
         scale.fill_(5.0)
         return out
 
-    assert run_cases(lambda x, *, scale: x * scale, [case], name="f", reference=ref, quiet=True) == 1
+    assert (
+        run_cases(lambda x, *, scale: x * scale, [case], name="f", reference=ref, quiet=True) == 1
+    )
     with pytest.raises(CheckFailed, match="modified its input `scale`"):
         run_cases(mutates_kwarg, [case], name="f", reference=ref)
 
@@ -172,7 +174,12 @@ def test_numpy_inputs_in_nested_containers_are_cloned_and_checked():
     assert run_cases(total, [case], name="total", reference=total, quiet=True) == 1
     with pytest.raises(CheckFailed, match="modified its input `region` in place"):
         run_cases(zeroes_the_array, [case], name="total", reference=total)
-    assert case.args[0]["pixels"].tolist() == [0.0, 1.0, 2.0, 3.0]  # the case itself is never touched
+    assert case.args[0]["pixels"].tolist() == [
+        0.0,
+        1.0,
+        2.0,
+        3.0,
+    ]  # the case itself is never touched
 
 
 def test_passing_the_result_instead_of_the_function_is_a_type_error():
@@ -215,8 +222,15 @@ def test_compare_tensors_spots_a_transposed_matrix():
 def test_compare_tensors_tolerance_and_integers():
     expected = torch.tensor([1.0, 2.0])
     assert compare_tensors(expected + 1e-7, expected, Case("c", ())) is None
-    assert "1 of 2 values wrong" in compare_tensors(torch.tensor([1.0, 2.1]), expected, Case("c", ()))
-    assert compare_tensors(torch.tensor([nan := float("nan"), 1.0]), torch.tensor([nan, 1.0]), Case("c", ())) is None
+    assert "1 of 2 values wrong" in compare_tensors(
+        torch.tensor([1.0, 2.1]), expected, Case("c", ())
+    )
+    assert (
+        compare_tensors(
+            torch.tensor([nan := float("nan"), 1.0]), torch.tensor([nan, 1.0]), Case("c", ())
+        )
+        is None
+    )
     assert compare_tensors(torch.tensor([1, 3]), torch.tensor([1, 2]), Case("c", ())) is not None
 
 

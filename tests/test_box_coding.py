@@ -8,7 +8,12 @@ import pytest
 import torch
 from torchvision.models.detection._utils import BoxCoder
 
-from course_utils.detection.box_coding import BBOX_XFORM_CLIP, box_centers_sizes, decode_boxes, encode_boxes
+from course_utils.detection.box_coding import (
+    BBOX_XFORM_CLIP,
+    box_centers_sizes,
+    decode_boxes,
+    encode_boxes,
+)
 
 
 def random_boxes(n: int, seed: int, dtype=torch.float32) -> torch.Tensor:
@@ -22,7 +27,9 @@ def test_encode_by_hand():
     proposal = torch.tensor([[10.0, 20.0, 30.0, 60.0]])  # centre (20, 40), size 20 x 40
     gt = torch.tensor([[12.0, 10.0, 52.0, 50.0]])  # centre (32, 30), size 40 x 40
     deltas = encode_boxes(proposal, gt)
-    expected = torch.tensor([[(32 - 20) / 20, (30 - 40) / 40, math.log(40 / 20), math.log(40 / 40)]])
+    expected = torch.tensor(
+        [[(32 - 20) / 20, (30 - 40) / 40, math.log(40 / 20), math.log(40 / 40)]]
+    )
     torch.testing.assert_close(deltas, expected)
 
 
@@ -31,7 +38,9 @@ def test_encode_identical_boxes_is_zero():
     assert torch.allclose(encode_boxes(boxes, boxes), torch.zeros(7, 4), atol=1e-6)
 
 
-@pytest.mark.parametrize("weights", [(1.0, 1.0, 1.0, 1.0), (10.0, 10.0, 5.0, 5.0), (2.0, 3.0, 0.5, 4.0)])
+@pytest.mark.parametrize(
+    "weights", [(1.0, 1.0, 1.0, 1.0), (10.0, 10.0, 5.0, 5.0), (2.0, 3.0, 0.5, 4.0)]
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_matches_torchvision_box_coder(weights, dtype):
     proposals, gt = random_boxes(50, 1, dtype), random_boxes(50, 2, dtype)
@@ -41,7 +50,9 @@ def test_matches_torchvision_box_coder(weights, dtype):
     assert deltas.dtype == dtype
     torch.testing.assert_close(deltas, expected, rtol=1e-5, atol=1e-5)
     decoded = decode_boxes(proposals, deltas, weights)
-    torch.testing.assert_close(decoded, coder.decode_single(deltas, proposals), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(
+        decoded, coder.decode_single(deltas, proposals), rtol=1e-5, atol=1e-4
+    )
 
 
 def test_round_trip_both_ways():
@@ -61,7 +72,9 @@ def test_targets_are_translation_and_scale_invariant():
 
 def test_divides_by_the_proposal_size_not_the_ground_truth():
     proposal = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
-    gt = torch.tensor([[5.0, 0.0, 25.0, 10.0]])  # twice as wide, centre 10 to the right of... 15 vs 5
+    gt = torch.tensor(
+        [[5.0, 0.0, 25.0, 10.0]]
+    )  # twice as wide, centre 10 to the right of... 15 vs 5
     deltas = encode_boxes(proposal, gt)
     assert deltas[0, 0].item() == pytest.approx((15 - 5) / 10)
     assert deltas[0, 2].item() == pytest.approx(math.log(2))
@@ -95,10 +108,13 @@ def test_empty_inputs():
     assert decode_boxes(empty, empty).shape == (0, 4)
 
 
-@pytest.mark.parametrize("bad, error", [
-    ([[0.0, 0.0, 0.0, 5.0]], ValueError),  # zero width
-    ([[0.0, 0.0, 5.0, -1.0]], ValueError),  # negative height
-])
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        ([[0.0, 0.0, 0.0, 5.0]], ValueError),  # zero width
+        ([[0.0, 0.0, 5.0, -1.0]], ValueError),  # negative height
+    ],
+)
 def test_encode_rejects_degenerate_boxes(bad, error):
     ok = torch.tensor([[0.0, 0.0, 4.0, 4.0]])
     with pytest.raises(error, match="positive width and height"):

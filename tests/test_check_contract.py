@@ -9,33 +9,51 @@
 from __future__ import annotations
 
 import pytest
-import torch
-
 import test_checks_boxes
 import test_checks_conv
 import test_checks_rcnn
 import test_checks_segmentation
 import test_checks_selective_search
+import torch
+
 from course_utils.grading.assignments import CheckFailed, run_quietly
 
-TOPICS = {"boxes": test_checks_boxes, "conv": test_checks_conv, "rcnn": test_checks_rcnn,
-          "segmentation": test_checks_segmentation, "selective_search": test_checks_selective_search}
-NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="this mistake only shows on a CUDA machine")
+TOPICS = {
+    "boxes": test_checks_boxes,
+    "conv": test_checks_conv,
+    "rcnn": test_checks_rcnn,
+    "segmentation": test_checks_segmentation,
+    "selective_search": test_checks_selective_search,
+}
+NO_CUDA = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="this mistake only shows on a CUDA machine"
+)
 
 
 def _wrong_params() -> list:
-    return [pytest.param(wrong, id=f"{topic}-{wrong!r}", marks=[NO_CUDA] if wrong.cuda_only else [])
-            for topic, module in TOPICS.items() for wrong in module.WRONG]
+    return [
+        pytest.param(wrong, id=f"{topic}-{wrong!r}", marks=[NO_CUDA] if wrong.cuda_only else [])
+        for topic, module in TOPICS.items()
+        for wrong in module.WRONG
+    ]
 
 
 def _correct_params() -> list:
-    return [pytest.param(check, fn, id=f"{topic}-{check.function_name}-{getattr(fn, '__name__', 'lambda')}")
-            for topic, module in TOPICS.items() for check, fn in module.CORRECT]
+    return [
+        pytest.param(
+            check, fn, id=f"{topic}-{check.function_name}-{getattr(fn, '__name__', 'lambda')}"
+        )
+        for topic, module in TOPICS.items()
+        for check, fn in module.CORRECT
+    ]
 
 
 def _check_params() -> list:
-    return [pytest.param(check, id=f"{topic}-{check.function_name}")
-            for topic, module in TOPICS.items() for check in module.CHECKS]
+    return [
+        pytest.param(check, id=f"{topic}-{check.function_name}")
+        for topic, module in TOPICS.items()
+        for check in module.CHECKS
+    ]
 
 
 @pytest.mark.parametrize("wrong", _wrong_params())
@@ -51,7 +69,9 @@ def test_check_rejects_wrong_implementation(wrong):
 def test_check_accepts_correct_implementation(check, fn, capsys):
     check(fn)
     out = capsys.readouterr()
-    assert out.out.startswith(f"✓ {check.function_name}: all ") and out.out.endswith(" cases pass\n")
+    assert out.out.startswith(f"✓ {check.function_name}: all ") and out.out.endswith(
+        " cases pass\n"
+    )
     assert out.out.count("\n") == 1 and not out.err
 
 

@@ -7,12 +7,24 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.engine.checkpoint import (CheckpointError, checkpoint_path, load_checkpoint, rng_state,
-                                     save_checkpoint, set_rng_state)
+from course_utils.engine.checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 
 
 def _draws():
-    return random.random(), random.gauss(0, 1), float(np.random.rand()), float(np.random.randn()), torch.rand(3)
+    return (
+        random.random(),
+        random.gauss(0, 1),
+        float(np.random.rand()),
+        float(np.random.randn()),
+        torch.rand(3),
+    )
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -38,13 +50,21 @@ def test_bad_names_are_rejected(bad, error):
 
 
 def test_save_then_load_round_trips_with_weights_only(tmp_path):
-    state = {"model": {"w": torch.randn(3, 4)}, "step": 7, "history": {"records": [{"step": 1, "loss": 0.5}]},
-             "nested": [1, 2.5, "x", None, (3, 4)]}
+    state = {
+        "model": {"w": torch.randn(3, 4)},
+        "step": 7,
+        "history": {"records": [{"step": 1, "loss": 0.5}]},
+        "nested": [1, 2.5, "x", None, (3, 4)],
+    }
     path = save_checkpoint(state, tmp_path / "deep" / "run.pt")
     assert path == tmp_path / "deep" / "run.pt" and path.is_file()
     loaded = load_checkpoint(path)
     assert torch.equal(loaded["model"]["w"], state["model"]["w"])
-    assert loaded["step"] == 7 and loaded["history"] == state["history"] and loaded["nested"] == state["nested"]
+    assert (
+        loaded["step"] == 7
+        and loaded["history"] == state["history"]
+        and loaded["nested"] == state["nested"]
+    )
     assert _leftovers(path.parent) == []
 
 
@@ -85,8 +105,11 @@ def test_missing_file_raises(tmp_path):
 def test_damaged_files_raise_a_clear_error(tmp_path, damage):
     path = save_checkpoint({"model": {"w": torch.randn(50, 50)}, "step": 3}, tmp_path / "run.pt")
     data = path.read_bytes()
-    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00not a zip\xff" * 10,
-                      "empty": b""}[damage])
+    path.write_bytes(
+        {"truncate": data[: len(data) // 2], "garbage": b"\x00not a zip\xff" * 10, "empty": b""}[
+            damage
+        ]
+    )
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
     message = str(info.value)
@@ -114,5 +137,9 @@ def test_rng_state_restores_every_generator_even_through_a_file(tmp_path):
 
 def test_rng_state_holds_only_weights_only_types():
     state = rng_state()
-    assert isinstance(state["torch"], torch.Tensor) and isinstance(state["python"]["state"], torch.Tensor)
-    assert isinstance(state["numpy"]["keys"], torch.Tensor) and state["numpy"]["keys"].numel() == 624
+    assert isinstance(state["torch"], torch.Tensor) and isinstance(
+        state["python"]["state"], torch.Tensor
+    )
+    assert (
+        isinstance(state["numpy"]["keys"], torch.Tensor) and state["numpy"]["keys"].numel() == 624
+    )

@@ -7,12 +7,11 @@ CheckFailed for it, with a message that says what is wrong (``says``);
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torchvision
-
 from check_contract import Wrong
+
 from course_utils.grading.assignments import CheckFailed
 from course_utils.grading.checks import all_checks
 from course_utils.grading.checks.boxes import (
@@ -438,7 +437,9 @@ def nms_marks_suppressed_scores_in_place(boxes, scores, iou_threshold):
     for i in scores.argsort(descending=True).tolist():
         if scores[i] >= 0:
             keep.append(i)
-            scores[(iou[i] > iou_threshold) & (torch.arange(len(scores), device=scores.device) != i)] = -1.0
+            scores[
+                (iou[i] > iou_threshold) & (torch.arange(len(scores), device=scores.device) != i)
+            ] = -1.0
     return torch.tensor(keep, dtype=torch.long, device=boxes.device)
 
 
@@ -504,7 +505,9 @@ def batched_suppresses_at_equal_iou(boxes, scores, idxs, iou_threshold):
     keep = [torch.zeros(0, dtype=torch.long, device=boxes.device)]
     for c in torch.unique(idxs):
         members = torch.nonzero(idxs == c).squeeze(1)
-        keep.append(members[nms_suppresses_at_equal_iou(boxes[members], scores[members], iou_threshold)])
+        keep.append(
+            members[nms_suppresses_at_equal_iou(boxes[members], scores[members], iou_threshold)]
+        )
     keep = torch.cat(keep)
     return keep[scores[keep].argsort(descending=True)]
 
@@ -513,7 +516,9 @@ def batched_keeps_the_lowest_score(boxes, scores, idxs, iou_threshold):
     keep = [torch.zeros(0, dtype=torch.long, device=boxes.device)]
     for c in torch.unique(idxs):
         members = torch.nonzero(idxs == c).squeeze(1)
-        keep.append(members[nms_keeps_the_lowest_score(boxes[members], scores[members], iou_threshold)])
+        keep.append(
+            members[nms_keeps_the_lowest_score(boxes[members], scores[members], iou_threshold)]
+        )
     keep = torch.cat(keep)
     return keep[scores[keep].argsort(descending=True)]
 
@@ -572,7 +577,9 @@ WRONG = [
     Wrong(check_box_iou, iou_row_by_row_pairs, SHAPE),
     Wrong(check_box_iou, iou_floor_division, VALUES),
     Wrong(check_box_iou, iou_integer_intersection, VALUES),
-    Wrong(check_box_iou, iou_result_in_the_boxes_dtype, "dtype torch.int64, expected torch.float32"),
+    Wrong(
+        check_box_iou, iou_result_in_the_boxes_dtype, "dtype torch.int64, expected torch.float32"
+    ),
     Wrong(check_box_iou, iou_corners_min_max_swapped, VALUES),
     Wrong(check_box_iou, iou_x_and_y_mixed_up, VALUES),
     Wrong(check_box_iou, iou_areas_from_xywh, VALUES),
@@ -627,12 +634,17 @@ def test_the_module_lists_its_checks():
     assert all(c.reference.__module__.startswith("torchvision") for c in CHECKS)
 
 
-@pytest.mark.parametrize("make_cases", [box_area_cases, box_iou_cases, nms_cases, batched_nms_cases])
+@pytest.mark.parametrize(
+    "make_cases", [box_area_cases, box_iou_cases, nms_cases, batched_nms_cases]
+)
 def test_cases_are_deterministic_and_cover_edge_cases(make_cases):
     first, second = make_cases(), make_cases()
     assert [c.name for c in first] == [c.name for c in second]
     for a, b in zip(first, second):
-        assert all(torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y for x, y in zip(a.args, b.args))
+        assert all(
+            torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y
+            for x, y in zip(a.args, b.args)
+        )
         assert a.hint, f"case {a.name!r} needs a hint"
     sizes = {len(c.args[0]) for c in first}
     assert 0 in sizes and 1 in sizes  # no boxes, and a batch of one
@@ -649,7 +661,9 @@ def test_random_nms_cases_keep_every_iou_away_from_the_threshold(make_cases):
         iou = torchvision.ops.box_iou(boxes, boxes)
         off_diagonal = ~torch.eye(len(boxes), dtype=torch.bool)
         assert ((iou - threshold).abs()[off_diagonal] > 1e-3).all(), case.name
-        assert ((iou > threshold) & off_diagonal).any(), f"{case.name}: no box should be suppressed?"
+        assert ((iou > threshold) & off_diagonal).any(), (
+            f"{case.name}: no box should be suppressed?"
+        )
 
 
 def test_nms_tie_case_has_two_valid_answers():

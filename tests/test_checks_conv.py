@@ -11,9 +11,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
-from course_utils.segmentation import conv_arithmetic, receptive_field as rf_module, upsampling
 from check_contract import Wrong
+
 from course_utils.grading.checks import all_checks
 from course_utils.grading.checks.conv import (
     CHECKS,
@@ -27,6 +26,8 @@ from course_utils.grading.checks.conv import (
     measured_receptive_field,
     receptive_field_cases,
 )
+from course_utils.segmentation import conv_arithmetic, upsampling
+from course_utils.segmentation import receptive_field as rf_module
 
 # ------------------------------------------------------------------------------------------------------------
 # Correct implementations, written the way a student would
@@ -49,15 +50,19 @@ def good_conv_transpose2d_output_size(size, kernel_size, stride, padding, output
 def good_scatter(x, weight, stride, padding, output_padding):
     n, _, h, w = x.shape
     k = weight.shape[-1]
-    canvas = x.new_zeros(n, weight.shape[1], (h - 1) * stride + k + output_padding,
-                         (w - 1) * stride + k + output_padding)
+    canvas = x.new_zeros(
+        n,
+        weight.shape[1],
+        (h - 1) * stride + k + output_padding,
+        (w - 1) * stride + k + output_padding,
+    )
     for i in range(h):
         for j in range(w):
             copy = torch.einsum("nc,cokl->nokl", x[:, :, i, j], weight)
-            canvas[:, :, i * stride:i * stride + k, j * stride:j * stride + k] += copy
+            canvas[:, :, i * stride : i * stride + k, j * stride : j * stride + k] += copy
     out_h = (h - 1) * stride + k - 2 * padding + output_padding
     out_w = (w - 1) * stride + k - 2 * padding + output_padding
-    return canvas[:, :, padding:padding + out_h, padding:padding + out_w]
+    return canvas[:, :, padding : padding + out_h, padding : padding + out_w]
 
 
 def good_via_conv(x, weight, stride, padding, output_padding):
@@ -88,7 +93,10 @@ CORRECT = [
     (check_conv_transpose2d_output_size, conv_arithmetic.conv_transpose2d_output_size),
     (check_conv_transpose2d, good_scatter),
     (check_conv_transpose2d, good_via_conv),
-    (check_conv_transpose2d, lambda x, w, s, p, op: F.conv_transpose2d(x, w, stride=s, padding=p, output_padding=op)),
+    (
+        check_conv_transpose2d,
+        lambda x, w, s, p, op: F.conv_transpose2d(x, w, stride=s, padding=p, output_padding=op),
+    ),
     (check_receptive_field, good_receptive_field),
     (check_receptive_field, good_receptive_field_backwards),
     (check_receptive_field, rf_module.receptive_field),
@@ -177,7 +185,13 @@ def tsize_padding_once(size, kernel_size, stride, padding, output_padding, dilat
 
 
 def tsize_stride_applied_to_kernel(size, kernel_size, stride, padding, output_padding, dilation):
-    return (size - 1) * stride - 2 * padding + stride * dilation * (kernel_size - 1) + output_padding + 1
+    return (
+        (size - 1) * stride
+        - 2 * padding
+        + stride * dilation * (kernel_size - 1)
+        + output_padding
+        + 1
+    )
 
 
 def tsize_output_padding_both_sides(size, kernel_size, stride, padding, output_padding, dilation):
@@ -186,7 +200,9 @@ def tsize_output_padding_both_sides(size, kernel_size, stride, padding, output_p
 
 def tsize_inverted_conv_formula(size, kernel_size, stride, padding, output_padding, dilation):
     """Solving out = (n + 2p - span) / s + 1 for n with a float division."""
-    return (size - 1) * stride / 1.0 - 2 * padding + dilation * (kernel_size - 1) + output_padding + 1
+    return (
+        (size - 1) * stride / 1.0 - 2 * padding + dilation * (kernel_size - 1) + output_padding + 1
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -194,18 +210,40 @@ def tsize_inverted_conv_formula(size, kernel_size, stride, padding, output_paddi
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _scatter(x, weight, stride, padding, output_padding, *, place=None, tap=1, accumulate=True, flip=False,
-             crop=None, dtype=None, channels="nc,cokl->nokl"):
+def _scatter(
+    x,
+    weight,
+    stride,
+    padding,
+    output_padding,
+    *,
+    place=None,
+    tap=1,
+    accumulate=True,
+    flip=False,
+    crop=None,
+    dtype=None,
+    channels="nc,cokl->nokl",
+):
     """good_scatter with one thing changed (the knobs name the mistakes)."""
     n, _, h, w = x.shape
     k = weight.shape[-1]
     kernel = weight.flip(-2, -1) if flip else weight
     place = stride if place is None else place
     span = tap * (k - 1) + 1
-    out_channels = kernel.shape[1] if channels.endswith("nokl") and channels.startswith("nc,co") else kernel.shape[0]
-    canvas = torch.zeros(n, out_channels, (h - 1) * stride + span + output_padding + k * stride,
-                         (w - 1) * stride + span + output_padding + k * stride,
-                         dtype=dtype or x.dtype, device=x.device)
+    out_channels = (
+        kernel.shape[1]
+        if channels.endswith("nokl") and channels.startswith("nc,co")
+        else kernel.shape[0]
+    )
+    canvas = torch.zeros(
+        n,
+        out_channels,
+        (h - 1) * stride + span + output_padding + k * stride,
+        (w - 1) * stride + span + output_padding + k * stride,
+        dtype=dtype or x.dtype,
+        device=x.device,
+    )
     for i in range(h):
         for j in range(w):
             copy = torch.einsum(channels, x[:, :, i, j], kernel)
@@ -218,7 +256,7 @@ def _scatter(x, weight, stride, padding, output_padding, *, place=None, tap=1, a
     out_h = (h - 1) * stride + k - 2 * padding + output_padding
     out_w = (w - 1) * stride + k - 2 * padding + output_padding
     top = padding if crop is None else crop
-    return canvas[:, :, top:top + out_h, top:top + out_w]
+    return canvas[:, :, top : top + out_h, top : top + out_w]
 
 
 def tconv_kernel_flipped(x, weight, stride, padding, output_padding):
@@ -266,16 +304,30 @@ def tconv_output_padding_dropped(x, weight, stride, padding, output_padding):
 def tconv_via_conv_not_flipped(x, weight, stride, padding, output_padding):
     stretched = upsampling.insert_zeros(x, stride)
     k = weight.shape[-1]
-    stretched = F.pad(stretched, (k - 1 - padding, k - 1 - padding + output_padding,
-                                  k - 1 - padding, k - 1 - padding + output_padding))
+    stretched = F.pad(
+        stretched,
+        (
+            k - 1 - padding,
+            k - 1 - padding + output_padding,
+            k - 1 - padding,
+            k - 1 - padding + output_padding,
+        ),
+    )
     return F.conv2d(stretched, weight.transpose(0, 1))
 
 
 def tconv_via_conv_strided(x, weight, stride, padding, output_padding):
     """Uses the stride on the convolution instead of inserting zeros."""
     k = weight.shape[-1]
-    padded = F.pad(x, (k - 1 - padding, k - 1 - padding + output_padding, k - 1 - padding,
-                       k - 1 - padding + output_padding))
+    padded = F.pad(
+        x,
+        (
+            k - 1 - padding,
+            k - 1 - padding + output_padding,
+            k - 1 - padding,
+            k - 1 - padding + output_padding,
+        ),
+    )
     return F.conv2d(padded, weight.flip(-2, -1).transpose(0, 1), stride=stride)
 
 
@@ -406,7 +458,11 @@ WRONG = [
     Wrong(check_conv_transpose2d, tconv_overwrites_overlaps, VALUES),
     Wrong(check_conv_transpose2d, tconv_crops_nothing_at_the_top, VALUES),
     Wrong(check_conv_transpose2d, tconv_output_padding_at_the_top, VALUES),
-    Wrong(check_conv_transpose2d, tconv_canvas_float32, "returned dtype torch.float32, expected torch.float64"),
+    Wrong(
+        check_conv_transpose2d,
+        tconv_canvas_float32,
+        "returned dtype torch.float32, expected torch.float64",
+    ),
     Wrong(check_conv_transpose2d, tconv_weight_read_as_conv2d, RAISED),
     Wrong(check_conv_transpose2d, tconv_padding_pads, SHAPE),
     Wrong(check_conv_transpose2d, tconv_output_padding_dropped, SHAPE),
@@ -429,23 +485,41 @@ WRONG = [
 
 def test_the_module_lists_its_checks():
     assert all_checks()["conv"] == CHECKS
-    assert [c.function_name for c in CHECKS] == ["conv2d_output_size", "conv_transpose2d_output_size",
-                                                  "conv_transpose2d", "receptive_field"]
+    assert [c.function_name for c in CHECKS] == [
+        "conv2d_output_size",
+        "conv_transpose2d_output_size",
+        "conv_transpose2d",
+        "receptive_field",
+    ]
 
 
-@pytest.mark.parametrize("make_cases", [conv2d_output_size_cases, conv_transpose2d_output_size_cases,
-                                        conv_transpose2d_cases, receptive_field_cases])
+@pytest.mark.parametrize(
+    "make_cases",
+    [
+        conv2d_output_size_cases,
+        conv_transpose2d_output_size_cases,
+        conv_transpose2d_cases,
+        receptive_field_cases,
+    ],
+)
 def test_cases_are_deterministic_and_have_hints(make_cases):
     first, second = make_cases(), make_cases()
     assert [c.name for c in first] == [c.name for c in second]
     for a, b in zip(first, second):
         assert a.hint, f"case {a.name!r} needs a hint"
-        assert all(torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y for x, y in zip(a.args, b.args))
+        assert all(
+            torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y
+            for x, y in zip(a.args, b.args)
+        )
 
 
 def test_size_grids_cover_every_argument():
     conv = [c.args for c in conv2d_output_size_cases()]
-    assert {a[2] for a in conv} >= {1, 2, 3} and {a[4] for a in conv} >= {1, 2, 3} and {a[3] for a in conv} >= {0, 1, 2}
+    assert (
+        {a[2] for a in conv} >= {1, 2, 3}
+        and {a[4] for a in conv} >= {1, 2, 3}
+        and {a[3] for a in conv} >= {0, 1, 2}
+    )
     transposed = [c.args for c in conv_transpose2d_output_size_cases()]
     assert {a[4] for a in transposed} >= {0, 1, 2} and {a[5] for a in transposed} >= {1, 2, 3}
 

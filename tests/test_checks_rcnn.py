@@ -13,10 +13,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from check_contract import Wrong
 from torchvision.models.detection._utils import Matcher
 
 from course_utils.detection import box_coding, fast_rcnn, rcnn
-from check_contract import Wrong
 from course_utils.grading.checks import all_checks
 from course_utils.grading.checks.rcnn import (
     CHECKS,
@@ -69,8 +69,10 @@ def good_label_proposals_loop(proposals, gt_boxes, gt_labels, fg_threshold, bg_t
         else:
             labels.append(-1)
     device = proposals.device
-    return (torch.tensor(labels, dtype=torch.long, device=device),
-            torch.tensor(matched, dtype=torch.long, device=device))
+    return (
+        torch.tensor(labels, dtype=torch.long, device=device),
+        torch.tensor(matched, dtype=torch.long, device=device),
+    )
 
 
 def good_encode(proposals, gt_boxes):
@@ -78,7 +80,9 @@ def good_encode(proposals, gt_boxes):
     px, py = proposals[:, 0] + 0.5 * pw, proposals[:, 1] + 0.5 * ph
     gw, gh = gt_boxes[:, 2] - gt_boxes[:, 0], gt_boxes[:, 3] - gt_boxes[:, 1]
     gx, gy = gt_boxes[:, 0] + 0.5 * gw, gt_boxes[:, 1] + 0.5 * gh
-    return torch.stack([(gx - px) / pw, (gy - py) / ph, torch.log(gw / pw), torch.log(gh / ph)], dim=1)
+    return torch.stack(
+        [(gx - px) / pw, (gy - py) / ph, torch.log(gw / pw), torch.log(gh / ph)], dim=1
+    )
 
 
 def good_decode(proposals, deltas):
@@ -93,9 +97,22 @@ def _c_round(v: float) -> int:
     return math.floor(v + 0.5) if v >= 0 else -math.floor(-v + 0.5)
 
 
-def good_roi_pool(features, rois, output_size, spatial_scale, *, rounding=_c_round, inclusive=1,
-                  start=math.floor, end=math.ceil, use_scale=True, use_batch=True, reduce="max", empty=0.0,
-                  clip=True):
+def good_roi_pool(
+    features,
+    rois,
+    output_size,
+    spatial_scale,
+    *,
+    rounding=_c_round,
+    inclusive=1,
+    start=math.floor,
+    end=math.ceil,
+    use_scale=True,
+    use_batch=True,
+    reduce="max",
+    empty=0.0,
+    clip=True,
+):
     """A loop implementation; the keyword arguments make the wrong variants below."""
     _, channels, height, width = features.shape
     out_h, out_w = output_size
@@ -116,7 +133,7 @@ def good_roi_pool(features, rois, output_size, spatial_scale, *, rounding=_c_rou
                 if h1 <= h0 or w1 <= w0:
                     out[k, :, i, j] = empty
                     continue
-                region = features[image, :, max(h0, 0):h1, max(w0, 0):w1]
+                region = features[image, :, max(h0, 0) : h1, max(w0, 0) : w1]
                 if reduce == "max":
                     out[k, :, i, j] = region.amax(dim=(1, 2))
                 elif reduce == "mean":
@@ -193,7 +210,9 @@ def background_threshold_ignored(proposals, gt_boxes, gt_labels, fg, bg):
 
 def background_and_ignored_swapped(proposals, gt_boxes, gt_labels, fg, bg):
     labels, matched = good_label_proposals(proposals, gt_boxes, gt_labels, fg, bg)
-    swapped = torch.where(labels == 0, torch.full_like(labels, -1), torch.where(labels == -1, 0, labels))
+    swapped = torch.where(
+        labels == 0, torch.full_like(labels, -1), torch.where(labels == -1, 0, labels)
+    )
     return swapped, matched
 
 
@@ -277,14 +296,23 @@ def encode_x_y_swapped(proposals, gt_boxes):
 def encode_divides_by_the_wrong_side(proposals, gt_boxes):
     px, py, pw, ph = _cs(proposals)
     gx, gy, gw, gh = _cs(gt_boxes)
-    return torch.stack([(gx - px) / ph, (gy - py) / pw, torch.log(gw / pw), torch.log(gh / ph)], dim=1)
+    return torch.stack(
+        [(gx - px) / ph, (gy - py) / pw, torch.log(gw / pw), torch.log(gh / ph)], dim=1
+    )
 
 
 def encode_corners_instead_of_centres(proposals, gt_boxes):
     _, _, pw, ph = _cs(proposals)
     _, _, gw, gh = _cs(gt_boxes)
-    return torch.stack([(gt_boxes[:, 0] - proposals[:, 0]) / pw, (gt_boxes[:, 1] - proposals[:, 1]) / ph,
-                        torch.log(gw / pw), torch.log(gh / ph)], dim=1)
+    return torch.stack(
+        [
+            (gt_boxes[:, 0] - proposals[:, 0]) / pw,
+            (gt_boxes[:, 1] - proposals[:, 1]) / ph,
+            torch.log(gw / pw),
+            torch.log(gh / ph),
+        ],
+        dim=1,
+    )
 
 
 def encode_without_log(proposals, gt_boxes):
@@ -296,13 +324,17 @@ def encode_without_log(proposals, gt_boxes):
 def encode_divides_by_the_ground_truth(proposals, gt_boxes):
     px, py, pw, ph = _cs(proposals)
     gx, gy, gw, gh = _cs(gt_boxes)
-    return torch.stack([(gx - px) / gw, (gy - py) / gh, torch.log(gw / pw), torch.log(gh / ph)], dim=1)
+    return torch.stack(
+        [(gx - px) / gw, (gy - py) / gh, torch.log(gw / pw), torch.log(gh / ph)], dim=1
+    )
 
 
 def encode_inverted_ratio(proposals, gt_boxes):
     px, py, pw, ph = _cs(proposals)
     gx, gy, gw, gh = _cs(gt_boxes)
-    return torch.stack([(gx - px) / pw, (gy - py) / ph, torch.log(pw / gw), torch.log(ph / gh)], dim=1)
+    return torch.stack(
+        [(gx - px) / pw, (gy - py) / ph, torch.log(pw / gw), torch.log(ph / gh)], dim=1
+    )
 
 
 def encode_arguments_swapped(proposals, gt_boxes):
@@ -313,18 +345,24 @@ def encode_plus_one_widths(proposals, gt_boxes):
     def cs(b):
         w, h = b[:, 2] - b[:, 0] + 1, b[:, 3] - b[:, 1] + 1
         return b[:, 0] + 0.5 * w, b[:, 1] + 0.5 * h, w, h
+
     px, py, pw, ph = cs(proposals)
     gx, gy, gw, gh = cs(gt_boxes)
-    return torch.stack([(gx - px) / pw, (gy - py) / ph, torch.log(gw / pw), torch.log(gh / ph)], dim=1)
+    return torch.stack(
+        [(gx - px) / pw, (gy - py) / ph, torch.log(gw / pw), torch.log(gh / ph)], dim=1
+    )
 
 
 def encode_centre_without_half(proposals, gt_boxes):
     def cs(b):
         w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
         return b[:, 0] + w, b[:, 1] + h, w, h
+
     px, py, pw, ph = cs(proposals)
     gx, gy, gw, gh = cs(gt_boxes)
-    return torch.stack([(gx - px) / pw, (gy - py) / ph, torch.log(gw / pw), torch.log(gh / ph)], dim=1)
+    return torch.stack(
+        [(gx - px) / pw, (gy - py) / ph, torch.log(gw / pw), torch.log(gh / ph)], dim=1
+    )
 
 
 def encode_always_float32(proposals, gt_boxes):
@@ -362,8 +400,15 @@ def decode_from_the_corner(proposals, deltas):
 
 def decode_returns_centres_and_sizes(proposals, deltas):
     px, py, pw, ph = _cs(proposals)
-    return torch.stack([px + pw * deltas[:, 0], py + ph * deltas[:, 1], pw * torch.exp(deltas[:, 2]),
-                        ph * torch.exp(deltas[:, 3])], dim=1)
+    return torch.stack(
+        [
+            px + pw * deltas[:, 0],
+            py + ph * deltas[:, 1],
+            pw * torch.exp(deltas[:, 2]),
+            ph * torch.exp(deltas[:, 3]),
+        ],
+        dim=1,
+    )
 
 
 def decode_full_width_each_side(proposals, deltas):
@@ -453,7 +498,9 @@ def roi_pool_transposed_grid(features, rois, output_size, spatial_scale):
 
 
 def roi_pool_stacks_a_list(features, rois, output_size, spatial_scale):
-    return torch.stack([good_roi_pool(features, roi[None], output_size, spatial_scale)[0] for roi in rois])
+    return torch.stack(
+        [good_roi_pool(features, roi[None], output_size, spatial_scale)[0] for roi in rois]
+    )
 
 
 def roi_pool_float32(features, rois, output_size, spatial_scale):
@@ -465,7 +512,7 @@ def roi_pool_adaptive_max_pool(features, rois, output_size, spatial_scale):
     out = []
     for roi in rois:
         x1, y1, x2, y2 = (_c_round(float(v) * spatial_scale) for v in roi[1:])
-        region = features[int(roi[0]), :, max(y1, 0):max(y2 + 1, 1), max(x1, 0):max(x2 + 1, 1)]
+        region = features[int(roi[0]), :, max(y1, 0) : max(y2 + 1, 1), max(x1, 0) : max(x2 + 1, 1)]
         out.append(F.adaptive_max_pool2d(region, output_size))
     return torch.stack(out) if out else features.new_zeros((0, features.shape[1], *output_size))
 
@@ -517,7 +564,9 @@ def smooth_l1_on_background_too(deltas, targets, labels, beta):
 
 def smooth_l1_linear_part_divided_by_beta(deltas, targets, labels, beta):
     x = (deltas - targets)[labels > 0].abs()
-    return torch.where(x < beta, 0.5 * x**2 / beta, (x - 0.5 * beta) / beta).sum() / max(len(labels), 1)
+    return torch.where(x < beta, 0.5 * x**2 / beta, (x - 0.5 * beta) / beta).sum() / max(
+        len(labels), 1
+    )
 
 
 def smooth_l1_nan_without_rois(deltas, targets, labels, beta):
@@ -618,17 +667,33 @@ def test_label_reference_agrees_with_the_course_module_and_matcher():
 def test_matcher_semantics_are_what_the_reference_assumes():
     iou = torch.tensor([[0.05, 0.1, 0.3, 0.5, 0.7]])
     matches = Matcher(0.5, 0.1, allow_low_quality_matches=False)(iou)
-    assert matches.tolist() == [Matcher.BELOW_LOW_THRESHOLD, Matcher.BETWEEN_THRESHOLDS,
-                                Matcher.BETWEEN_THRESHOLDS, 0, 0]
+    assert matches.tolist() == [
+        Matcher.BELOW_LOW_THRESHOLD,
+        Matcher.BETWEEN_THRESHOLDS,
+        Matcher.BETWEEN_THRESHOLDS,
+        0,
+        0,
+    ]
 
 
-@pytest.mark.parametrize("make_cases", [label_proposals_cases, encode_boxes_cases, decode_boxes_cases,
-                                        roi_pool_cases, smooth_l1_box_loss_cases])
+@pytest.mark.parametrize(
+    "make_cases",
+    [
+        label_proposals_cases,
+        encode_boxes_cases,
+        decode_boxes_cases,
+        roi_pool_cases,
+        smooth_l1_box_loss_cases,
+    ],
+)
 def test_cases_are_deterministic_and_cover_edge_cases(make_cases):
     first, second = make_cases(), make_cases()
     assert [c.name for c in first] == [c.name for c in second]
     for a, b in zip(first, second):
-        assert all(torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y for x, y in zip(a.args, b.args))
+        assert all(
+            torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y
+            for x, y in zip(a.args, b.args)
+        )
         assert a.hint, f"case {a.name!r} needs a hint"
     index = 1 if make_cases is roi_pool_cases else 0  # the RoIs, or the boxes/deltas
     sizes = {len(c.args[index]) for c in first}
@@ -639,8 +704,10 @@ def test_roi_pool_cases_cover_the_quantization_traps():
     """The .5 case really separates C's rounding from torch.round, and the empty case is really empty."""
     case = next(c for c in roi_pool_cases() if "round half away" in c.name)
     features, rois, size, scale = case.args
-    assert not torch.equal(good_roi_pool(features, rois, size, scale),
-                           roi_pool_round_half_to_even(features, rois, size, scale))
+    assert not torch.equal(
+        good_roi_pool(features, rois, size, scale),
+        roi_pool_round_half_to_even(features, rois, size, scale),
+    )
     outside = next(c for c in roi_pool_cases() if "entirely outside" in c.name)
     assert torchvision.ops.roi_pool(*outside.args).abs().max() == 0
 
@@ -649,16 +716,24 @@ def test_smooth_l1_reference_is_torchvision_fastrcnn_style():
     g = torch.Generator().manual_seed(0)
     deltas, targets = torch.randn(10, 4, generator=g), torch.randn(10, 4, generator=g)
     labels = torch.tensor([0, 1, 2, 0, 0, 3, 0, 1, 0, 0])
-    expected = F.smooth_l1_loss(deltas[labels > 0], targets[labels > 0], beta=1 / 9, reduction="sum") / 10
-    torch.testing.assert_close(fast_rcnn.smooth_l1_box_loss(deltas, targets, labels, 1 / 9), expected)
+    expected = (
+        F.smooth_l1_loss(deltas[labels > 0], targets[labels > 0], beta=1 / 9, reduction="sum") / 10
+    )
+    torch.testing.assert_close(
+        fast_rcnn.smooth_l1_box_loss(deltas, targets, labels, 1 / 9), expected
+    )
 
 
 def test_checks_are_fast():
     import time
 
-    for check, fn in [(check_label_proposals, good_label_proposals), (check_roi_pool, good_roi_pool),
-                      (check_encode_boxes, good_encode), (check_decode_boxes, good_decode),
-                      (check_smooth_l1_box_loss, good_smooth_l1)]:
+    for check, fn in [
+        (check_label_proposals, good_label_proposals),
+        (check_roi_pool, good_roi_pool),
+        (check_encode_boxes, good_encode),
+        (check_decode_boxes, good_decode),
+        (check_smooth_l1_box_loss, good_smooth_l1),
+    ]:
         start = time.perf_counter()
         check(fn, quiet=True)
         assert time.perf_counter() - start < 2.0, check.function_name  # generous: the CPU is shared

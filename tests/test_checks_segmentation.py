@@ -11,12 +11,11 @@ import pkgutil
 
 import pytest
 import torch
+from check_contract import Wrong
 from torch import nn
 
 import course_utils.grading.checks
 from course_utils import metrics
-from course_utils.segmentation import fcn
-from check_contract import Wrong
 from course_utils.grading.assignments import CheckFailed
 from course_utils.grading.checks.segmentation import (
     CHECKS,
@@ -27,6 +26,7 @@ from course_utils.grading.checks.segmentation import (
     linear_to_conv_cases,
     segmentation_scores_cases,
 )
+from course_utils.segmentation import fcn
 
 # ------------------------------------------------------------------------------------------------------------
 # Correct implementations, written the way a student would
@@ -53,7 +53,11 @@ def good_scores(confusion):
     tp = confusion.diag()
     union = confusion.sum(0) + confusion.sum(1) - tp
     iou = tp / union
-    return {"iou": iou, "mIoU": iou.nanmean().item(), "pixel_accuracy": (tp.sum() / confusion.sum()).item()}
+    return {
+        "iou": iou,
+        "mIoU": iou.nanmean().item(),
+        "pixel_accuracy": (tp.sum() / confusion.sum()).item(),
+    }
 
 
 def good_scores_float32_tensors(confusion):
@@ -66,8 +70,14 @@ def good_scores_float32_tensors(confusion):
 
 def good_linear_to_conv(linear, in_channels, kernel_size=1):
     kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
-    conv = nn.Conv2d(in_channels, linear.out_features, (kh, kw), bias=linear.bias is not None,
-                     device=linear.weight.device, dtype=linear.weight.dtype)
+    conv = nn.Conv2d(
+        in_channels,
+        linear.out_features,
+        (kh, kw),
+        bias=linear.bias is not None,
+        device=linear.weight.device,
+        dtype=linear.weight.dtype,
+    )
     with torch.no_grad():
         conv.weight.copy_(linear.weight.view(linear.out_features, in_channels, kh, kw))
         if linear.bias is not None:
@@ -77,7 +87,9 @@ def good_linear_to_conv(linear, in_channels, kernel_size=1):
 
 def good_linear_to_conv_parameters(linear, in_channels, kernel_size=1):
     kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
-    conv = nn.Conv2d(in_channels, linear.out_features, (kh, kw), bias=linear.bias is not None).to(linear.weight)
+    conv = nn.Conv2d(in_channels, linear.out_features, (kh, kw), bias=linear.bias is not None).to(
+        linear.weight
+    )
     conv.weight = nn.Parameter(linear.weight.detach().reshape(conv.weight.shape).clone())
     if linear.bias is not None:
         conv.bias = nn.Parameter(linear.bias.detach().clone())
@@ -114,14 +126,17 @@ def confusion_rows_are_predictions(pred, target, num_classes, ignore_index=255):
 
 def confusion_counts_ignored(pred, target, num_classes, ignore_index=255):
     pred, target = pred.flatten().long(), target.flatten().long().clamp(max=num_classes - 1)
-    return torch.bincount(target * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+    return torch.bincount(target * num_classes + pred, minlength=num_classes**2).reshape(
+        num_classes, num_classes
+    )
 
 
 def confusion_ignore_from_pred(pred, target, num_classes, ignore_index=255):
     pred, target = pred.flatten().long(), target.flatten().long()
     valid = pred != ignore_index
-    return torch.bincount(target[valid] * num_classes + pred[valid], minlength=num_classes**2).reshape(
-        num_classes, num_classes)
+    return torch.bincount(
+        target[valid] * num_classes + pred[valid], minlength=num_classes**2
+    ).reshape(num_classes, num_classes)
 
 
 def confusion_hardcoded_255(pred, target, num_classes, ignore_index=255):
@@ -173,8 +188,11 @@ def _parts(confusion):
 
 
 def _pack(iou, confusion, tp, mean=None):
-    return {"iou": iou, "mIoU": float(iou.nanmean() if mean is None else mean),
-            "pixel_accuracy": float(tp.sum() / confusion.sum())}
+    return {
+        "iou": iou,
+        "mIoU": float(iou.nanmean() if mean is None else mean),
+        "pixel_accuracy": float(tp.sum() / confusion.sum()),
+    }
 
 
 def scores_absent_as_zero(confusion):
@@ -230,7 +248,11 @@ def scores_integer_division(confusion):
     tp = confusion.diag()
     union = confusion.sum(0) + confusion.sum(1) - tp
     iou = tp // union.clamp(min=1)
-    return {"iou": iou, "mIoU": float(iou.double().mean()), "pixel_accuracy": float(tp.sum() / confusion.sum())}
+    return {
+        "iou": iou,
+        "mIoU": float(iou.double().mean()),
+        "pixel_accuracy": float(tp.sum() / confusion.sum()),
+    }
 
 
 def scores_list(confusion):
@@ -266,8 +288,14 @@ def conv_weight_not_reshaped(linear, in_channels, kernel_size=1):
 
 def conv_weight_transposed(linear, in_channels, kernel_size=1):
     kh, kw = _kernel(kernel_size)
-    conv = nn.Conv2d(in_channels, linear.out_features, (kh, kw), device=linear.weight.device,
-                     dtype=linear.weight.dtype, bias=linear.bias is not None)
+    conv = nn.Conv2d(
+        in_channels,
+        linear.out_features,
+        (kh, kw),
+        device=linear.weight.device,
+        dtype=linear.weight.dtype,
+        bias=linear.bias is not None,
+    )
     with torch.no_grad():
         conv.weight.copy_(linear.weight.T.reshape(conv.weight.shape))
         if linear.bias is not None:
@@ -277,8 +305,14 @@ def conv_weight_transposed(linear, in_channels, kernel_size=1):
 
 def conv_bias_dropped(linear, in_channels, kernel_size=1):
     kh, kw = _kernel(kernel_size)
-    conv = nn.Conv2d(in_channels, linear.out_features, (kh, kw), bias=False, device=linear.weight.device,
-                     dtype=linear.weight.dtype)
+    conv = nn.Conv2d(
+        in_channels,
+        linear.out_features,
+        (kh, kw),
+        bias=False,
+        device=linear.weight.device,
+        dtype=linear.weight.dtype,
+    )
     with torch.no_grad():
         conv.weight.copy_(linear.weight.reshape(conv.weight.shape))
     return conv
@@ -286,8 +320,13 @@ def conv_bias_dropped(linear, in_channels, kernel_size=1):
 
 def conv_random_bias_when_none(linear, in_channels, kernel_size=1):
     kh, kw = _kernel(kernel_size)
-    conv = nn.Conv2d(in_channels, linear.out_features, (kh, kw), device=linear.weight.device,
-                     dtype=linear.weight.dtype)
+    conv = nn.Conv2d(
+        in_channels,
+        linear.out_features,
+        (kh, kw),
+        device=linear.weight.device,
+        dtype=linear.weight.dtype,
+    )
     with torch.no_grad():
         conv.weight.copy_(linear.weight.reshape(conv.weight.shape))
         if linear.bias is not None:
@@ -299,13 +338,21 @@ def conv_channels_last_order(linear, in_channels, kernel_size=1):
     kh, kw = _kernel(kernel_size)
     conv = good_linear_to_conv(linear, in_channels, kernel_size)
     with torch.no_grad():
-        conv.weight.copy_(linear.weight.reshape(linear.out_features, kh, kw, in_channels).permute(0, 3, 1, 2))
+        conv.weight.copy_(
+            linear.weight.reshape(linear.out_features, kh, kw, in_channels).permute(0, 3, 1, 2)
+        )
     return conv
 
 
 def conv_kernel_ignored(linear, in_channels, kernel_size=1):
-    conv = nn.Conv2d(linear.in_features, linear.out_features, 1, bias=linear.bias is not None,
-                     device=linear.weight.device, dtype=linear.weight.dtype)
+    conv = nn.Conv2d(
+        linear.in_features,
+        linear.out_features,
+        1,
+        bias=linear.bias is not None,
+        device=linear.weight.device,
+        dtype=linear.weight.dtype,
+    )
     with torch.no_grad():
         conv.weight.copy_(linear.weight[:, :, None, None])
         if linear.bias is not None:
@@ -314,8 +361,14 @@ def conv_kernel_ignored(linear, in_channels, kernel_size=1):
 
 
 def conv_fresh_weights(linear, in_channels, kernel_size=1):
-    return nn.Conv2d(in_channels, linear.out_features, _kernel(kernel_size), bias=linear.bias is not None,
-                     device=linear.weight.device, dtype=linear.weight.dtype)
+    return nn.Conv2d(
+        in_channels,
+        linear.out_features,
+        _kernel(kernel_size),
+        bias=linear.bias is not None,
+        device=linear.weight.device,
+        dtype=linear.weight.dtype,
+    )
 
 
 def conv_padded(linear, in_channels, kernel_size=1):
@@ -336,7 +389,9 @@ def conv_kh_kw_swapped(linear, in_channels, kernel_size=1):
 
 
 def conv_default_dtype(linear, in_channels, kernel_size=1):
-    conv = nn.Conv2d(in_channels, linear.out_features, _kernel(kernel_size), bias=linear.bias is not None)
+    conv = nn.Conv2d(
+        in_channels, linear.out_features, _kernel(kernel_size), bias=linear.bias is not None
+    )
     with torch.no_grad():
         conv.weight.copy_(linear.weight.reshape(conv.weight.shape))
         if linear.bias is not None:
@@ -408,12 +463,20 @@ WRONG = [
 
 def test_the_module_lists_its_checks():
     # all_checks() imports every topic module (slow on this machine); the discovery it uses is pkgutil's
-    assert "segmentation" in {info.name for info in pkgutil.iter_modules(course_utils.grading.checks.__path__)}
+    assert "segmentation" in {
+        info.name for info in pkgutil.iter_modules(course_utils.grading.checks.__path__)
+    }
     assert all(callable(c.reference) for c in CHECKS)
-    assert [c.function_name for c in CHECKS] == ["linear_to_conv", "confusion_matrix", "segmentation_scores"]
+    assert [c.function_name for c in CHECKS] == [
+        "linear_to_conv",
+        "confusion_matrix",
+        "segmentation_scores",
+    ]
 
 
-@pytest.mark.parametrize("make_cases", [confusion_matrix_cases, segmentation_scores_cases, linear_to_conv_cases])
+@pytest.mark.parametrize(
+    "make_cases", [confusion_matrix_cases, segmentation_scores_cases, linear_to_conv_cases]
+)
 def test_cases_are_deterministic_and_have_hints(make_cases):
     first, second = make_cases(), make_cases()
     assert [c.name for c in first] == [c.name for c in second]
@@ -428,7 +491,9 @@ def test_cases_are_deterministic_and_have_hints(make_cases):
 
 def test_score_cases_cover_absent_and_false_positive_classes():
     """The cases are only useful if they contain NaN IoUs (absent) and 0 IoUs (predicted, not present)."""
-    ious = [metrics.segmentation_scores(case.args[0])["iou"] for case in segmentation_scores_cases()]
+    ious = [
+        metrics.segmentation_scores(case.args[0])["iou"] for case in segmentation_scores_cases()
+    ]
     assert any(torch.isnan(iou).any() for iou in ious)
     assert any((iou == 0).any() for iou in ious)
     confusions = [case.args[0].double() for case in segmentation_scores_cases()]

@@ -7,13 +7,12 @@ CheckFailed for it, with a message that says what is wrong (``says``);
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
+from check_contract import Wrong
 
 from course_utils.detection import selective_search as ss
-from check_contract import Wrong
 from course_utils.grading.checks import all_checks
 from course_utils.grading.checks.selective_search import (
     CHECKS,
@@ -68,15 +67,20 @@ def good_similarities_floats(region_a, region_b, image_shape):
 def good_merge(region_a, region_b, new_id):
     size_a, size_b = region_a["size"], region_b["size"]
     total = size_a + size_b
-    box = torch.cat([torch.minimum(region_a["box"][:2], region_b["box"][:2]),
-                     torch.maximum(region_a["box"][2:], region_b["box"][2:])])
+    box = torch.cat(
+        [
+            torch.minimum(region_a["box"][:2], region_b["box"][:2]),
+            torch.maximum(region_a["box"][2:], region_b["box"][2:]),
+        ]
+    )
     return {
         "id": new_id,
         "size": total,
         "box": box,
         "color": (size_a * region_a["color"] + size_b * region_b["color"]) / total,
         "texture": (size_a * region_a["texture"] + size_b * region_b["texture"]) / total,
-        "neighbours": (region_a["neighbours"] | region_b["neighbours"]) - {region_a["id"], region_b["id"]},
+        "neighbours": (region_a["neighbours"] | region_b["neighbours"])
+        - {region_a["id"], region_b["id"]},
     }
 
 
@@ -95,7 +99,9 @@ def good_merge_with_set(region_a, region_b, new_id):
 
 def histogram_counts(pixels):  # not normalised
     bins = (pixels * BINS).long().clamp(max=BINS - 1)
-    counts = torch.bincount((bins + torch.arange(pixels.shape[1]) * BINS).flatten(), minlength=pixels.shape[1] * BINS)
+    counts = torch.bincount(
+        (bins + torch.arange(pixels.shape[1]) * BINS).flatten(), minlength=pixels.shape[1] * BINS
+    )
     return counts.to(pixels.dtype)
 
 
@@ -105,14 +111,18 @@ def histogram_per_channel(pixels):  # each channel sums to 1, the vector to 3
 
 def histogram_no_clamp(pixels):  # 1.0 lands in bin 25 = the next channel's bin 0
     bins = (pixels * BINS).long()
-    counts = torch.bincount((bins + torch.arange(pixels.shape[1]) * BINS).flatten(), minlength=pixels.shape[1] * BINS)
+    counts = torch.bincount(
+        (bins + torch.arange(pixels.shape[1]) * BINS).flatten(), minlength=pixels.shape[1] * BINS
+    )
     counts = counts[: pixels.shape[1] * BINS]
     return (counts / pixels.numel()).to(pixels.dtype)
 
 
 def histogram_round(pixels):
     bins = (pixels * BINS).round().long().clamp(max=BINS - 1)
-    counts = torch.bincount((bins + torch.arange(pixels.shape[1]) * BINS).flatten(), minlength=pixels.shape[1] * BINS)
+    counts = torch.bincount(
+        (bins + torch.arange(pixels.shape[1]) * BINS).flatten(), minlength=pixels.shape[1] * BINS
+    )
     return (counts / counts.sum()).to(pixels.dtype)
 
 
@@ -137,7 +147,9 @@ def histogram_interleaved(pixels):  # bin-major order: index = bin * C + channel
 
 def histogram_three_channels(pixels):  # hard-coded 3 channels
     bins = (pixels * BINS).long().clamp(max=BINS - 1)
-    counts = torch.bincount((bins + torch.arange(3)[: pixels.shape[1]] * BINS).flatten(), minlength=3 * BINS)
+    counts = torch.bincount(
+        (bins + torch.arange(3)[: pixels.shape[1]] * BINS).flatten(), minlength=3 * BINS
+    )
     return (counts / counts.sum()).to(pixels.dtype)
 
 
@@ -148,8 +160,10 @@ def histogram_float32(pixels):  # ignores the input dtype
 def histogram_24_bins(pixels):  # 25 edges from linspace -> 24 bins
     edges = torch.linspace(0, 1, BINS, dtype=pixels.dtype)
     bins = (torch.bucketize(pixels, edges, right=True) - 1).clamp(0, BINS - 2)
-    counts = torch.bincount((bins + torch.arange(pixels.shape[1]) * (BINS - 1)).flatten(),
-                            minlength=pixels.shape[1] * (BINS - 1))
+    counts = torch.bincount(
+        (bins + torch.arange(pixels.shape[1]) * (BINS - 1)).flatten(),
+        minlength=pixels.shape[1] * (BINS - 1),
+    )
     return (counts / counts.sum()).to(pixels.dtype)
 
 
@@ -167,6 +181,7 @@ def _with(index, value_fn):
         values = good_similarities(region_a, region_b, image_shape).clone()
         values[index] = value_fn(region_a, region_b, image_shape)
         return values
+
     return wrong
 
 
@@ -183,22 +198,52 @@ def _box_area(box):
 similarity_max = _with(0, lambda a, b, s: torch.maximum(a["color"], b["color"]).sum())
 similarity_product = _with(0, lambda a, b, s: (a["color"] * b["color"]).sum())
 similarity_mean = _with(1, lambda a, b, s: torch.minimum(a["texture"], b["texture"]).mean())
-similarity_texture_from_colour = _with(1, lambda a, b, s: torch.minimum(a["color"], b["color"]).sum())
+similarity_texture_from_colour = _with(
+    1, lambda a, b, s: torch.minimum(a["color"], b["color"]).sum()
+)
 size_without_one_minus = _with(2, lambda a, b, s: (a["size"] + b["size"]) / (s[0] * s[1]))
 size_height_squared = _with(2, lambda a, b, s: 1 - (a["size"] + b["size"]) / (s[0] * s[0]))
-size_from_boxes = _with(2, lambda a, b, s: 1 - (_box_area(a["box"]) + _box_area(b["box"])) / (s[0] * s[1]))
-fill_intersection_box = _with(3, lambda a, b, s: 1 - (
-    (torch.min(a["box"][2], b["box"][2]) - torch.max(a["box"][0], b["box"][0])).clamp(min=0)
-    * (torch.min(a["box"][3], b["box"][3]) - torch.max(a["box"][1], b["box"][1])).clamp(min=0)
-    - a["size"] - b["size"]) / (s[0] * s[1]))
-fill_sum_of_boxes = _with(3, lambda a, b, s: 1 - (_box_area(a["box"]) + _box_area(b["box"]) - a["size"] - b["size"])
-                          / (s[0] * s[1]))
-fill_plus_one = _with(3, lambda a, b, s: 1 - (
-    (torch.max(a["box"][2], b["box"][2]) - torch.min(a["box"][0], b["box"][0]) + 1)
-    * (torch.max(a["box"][3], b["box"][3]) - torch.min(a["box"][1], b["box"][1]) + 1)
-    - a["size"] - b["size"]) / (s[0] * s[1]))
+size_from_boxes = _with(
+    2, lambda a, b, s: 1 - (_box_area(a["box"]) + _box_area(b["box"])) / (s[0] * s[1])
+)
+fill_intersection_box = _with(
+    3,
+    lambda a, b, s: (
+        1
+        - (
+            (torch.min(a["box"][2], b["box"][2]) - torch.max(a["box"][0], b["box"][0])).clamp(min=0)
+            * (torch.min(a["box"][3], b["box"][3]) - torch.max(a["box"][1], b["box"][1])).clamp(
+                min=0
+            )
+            - a["size"]
+            - b["size"]
+        )
+        / (s[0] * s[1])
+    ),
+)
+fill_sum_of_boxes = _with(
+    3,
+    lambda a, b, s: (
+        1 - (_box_area(a["box"]) + _box_area(b["box"]) - a["size"] - b["size"]) / (s[0] * s[1])
+    ),
+)
+fill_plus_one = _with(
+    3,
+    lambda a, b, s: (
+        1
+        - (
+            (torch.max(a["box"][2], b["box"][2]) - torch.min(a["box"][0], b["box"][0]) + 1)
+            * (torch.max(a["box"][3], b["box"][3]) - torch.min(a["box"][1], b["box"][1]) + 1)
+            - a["size"]
+            - b["size"]
+        )
+        / (s[0] * s[1])
+    ),
+)
 fill_without_sizes = _with(3, lambda a, b, s: 1 - _union_area(a, b) / (s[0] * s[1]))
-fill_over_box = _with(3, lambda a, b, s: 1 - (_union_area(a, b) - a["size"] - b["size"]) / _union_area(a, b))
+fill_over_box = _with(
+    3, lambda a, b, s: 1 - (_union_area(a, b) - a["size"] - b["size"]) / _union_area(a, b)
+)
 
 
 def similarities_swapped(region_a, region_b, image_shape):
@@ -224,26 +269,44 @@ def _merge_with(**changes):
         for key, fn in changes.items():
             merged[key] = fn(region_a, region_b, new_id)
         return merged
+
     return wrong
 
 
-merge_plain_average = _merge_with(color=lambda a, b, t: (a["color"] + b["color"]) / 2,
-                                  texture=lambda a, b, t: (a["texture"] + b["texture"]) / 2)
-merge_swapped_weights = _merge_with(color=lambda a, b, t: (b["size"] * a["color"] + a["size"] * b["color"])
-                                    / (a["size"] + b["size"]))
+merge_plain_average = _merge_with(
+    color=lambda a, b, t: (a["color"] + b["color"]) / 2,
+    texture=lambda a, b, t: (a["texture"] + b["texture"]) / 2,
+)
+merge_swapped_weights = _merge_with(
+    color=lambda a, b, t: (
+        (b["size"] * a["color"] + a["size"] * b["color"]) / (a["size"] + b["size"])
+    )
+)
 merge_summed = _merge_with(texture=lambda a, b, t: a["texture"] + b["texture"])
-merge_box_weights = _merge_with(color=lambda a, b, t: (_box_area(a["box"]) * a["color"] + _box_area(b["box"]) * b["color"])
-                                / (_box_area(a["box"]) + _box_area(b["box"])))
+merge_box_weights = _merge_with(
+    color=lambda a, b, t: (
+        (_box_area(a["box"]) * a["color"] + _box_area(b["box"]) * b["color"])
+        / (_box_area(a["box"]) + _box_area(b["box"]))
+    )
+)
 merge_size_max = _merge_with(size=lambda a, b, t: torch.maximum(a["size"], b["size"]))
-merge_box_intersection = _merge_with(box=lambda a, b, t: torch.cat([torch.maximum(a["box"][:2], b["box"][:2]),
-                                                                   torch.minimum(a["box"][2:], b["box"][2:])]))
+merge_box_intersection = _merge_with(
+    box=lambda a, b, t: torch.cat(
+        [torch.maximum(a["box"][:2], b["box"][:2]), torch.minimum(a["box"][2:], b["box"][2:])]
+    )
+)
 merge_box_of_a = _merge_with(box=lambda a, b, t: a["box"].clone())
 merge_neighbours_of_a = _merge_with(neighbours=lambda a, b, t: a["neighbours"] - {b["id"]})
-merge_neighbours_keep_ids = _merge_with(neighbours=lambda a, b, t: a["neighbours"] | b["neighbours"])
-merge_neighbours_intersection = _merge_with(neighbours=lambda a, b, t: a["neighbours"] & b["neighbours"])
+merge_neighbours_keep_ids = _merge_with(
+    neighbours=lambda a, b, t: a["neighbours"] | b["neighbours"]
+)
+merge_neighbours_intersection = _merge_with(
+    neighbours=lambda a, b, t: a["neighbours"] & b["neighbours"]
+)
 merge_old_id = _merge_with(id=lambda a, b, t: a["id"])
-merge_neighbours_list = _merge_with(neighbours=lambda a, b, t: sorted((a["neighbours"] | b["neighbours"])
-                                                                     - {a["id"], b["id"]}))
+merge_neighbours_list = _merge_with(
+    neighbours=lambda a, b, t: sorted((a["neighbours"] | b["neighbours"]) - {a["id"], b["id"]})
+)
 
 
 def merge_in_place(region_a, region_b, new_id):
@@ -330,7 +393,9 @@ def test_the_module_lists_its_checks():
     assert [c.function_name for c in CHECKS] == ["color_histogram", "similarities", "merge_regions"]
 
 
-@pytest.mark.parametrize("make_cases", [color_histogram_cases, similarities_cases, merge_regions_cases])
+@pytest.mark.parametrize(
+    "make_cases", [color_histogram_cases, similarities_cases, merge_regions_cases]
+)
 def test_cases_are_deterministic(make_cases):
     first, second = make_cases(), make_cases()
     assert [c.name for c in first] == [c.name for c in second]
@@ -339,7 +404,10 @@ def test_cases_are_deterministic(make_cases):
             if isinstance(x, torch.Tensor):
                 assert torch.equal(x, y)
             elif isinstance(x, dict):
-                assert all(torch.equal(x[k], y[k]) if isinstance(x[k], torch.Tensor) else x[k] == y[k] for k in x)
+                assert all(
+                    torch.equal(x[k], y[k]) if isinstance(x[k], torch.Tensor) else x[k] == y[k]
+                    for k in x
+                )
 
 
 def test_the_closed_forms_in_the_case_names_hold():
@@ -352,7 +420,11 @@ def test_the_closed_forms_in_the_case_names_hold():
     assert values[3][2] == pytest.approx(1 - float(a["size"] + b["size"]) / (64 * 128))
     histogram_cases = color_histogram_cases()
     red = ss.region_color_histogram(histogram_cases[1].args[0])
-    assert red[24] == pytest.approx(1 / 3) and red[25] == pytest.approx(1 / 3) and red[50] == pytest.approx(1 / 3)
+    assert (
+        red[24] == pytest.approx(1 / 3)
+        and red[25] == pytest.approx(1 / 3)
+        and red[50] == pytest.approx(1 / 3)
+    )
     merged = ss.merge_region_dicts(*merge_regions_cases()[2].args)
     assert merged["box"].tolist() == [5.0, 5.0, 45.0, 50.0]
     assert ss.merge_region_dicts(*merge_regions_cases()[0].args)["neighbours"] == {1, 2, 3}

@@ -8,6 +8,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from course_utils.core.validate import check_image, check_semantic, check_target
 from course_utils.data.datasets import (
     CocoDataset,
     CropDataset,
@@ -17,7 +18,6 @@ from course_utils.data.datasets import (
     export_coco,
 )
 from course_utils.data.scenes import SceneConfig, generate_scene, scene_seed
-from course_utils.core.validate import check_image, check_semantic, check_target
 
 SMALL = SceneConfig(size=64)
 
@@ -33,10 +33,17 @@ def test_detection_items_follow_the_contract():
     assert len(dataset) == 6
     for index in range(len(dataset)):
         image, target = dataset[index]
-        assert isinstance(image, tv_tensors.Image) and image.dtype == torch.float32 and image.shape == (3, 64, 64)
+        assert (
+            isinstance(image, tv_tensors.Image)
+            and image.dtype == torch.float32
+            and image.shape == (3, 64, 64)
+        )
         check_image(image)
         check_target(target, canvas_size=(64, 64))
-        assert isinstance(target["boxes"], tv_tensors.BoundingBoxes) and target["boxes"].format.name == "XYXY"
+        assert (
+            isinstance(target["boxes"], tv_tensors.BoundingBoxes)
+            and target["boxes"].format.name == "XYXY"
+        )
         assert tuple(target["boxes"].canvas_size) == (64, 64)
         assert target["labels"].dtype == torch.int64
         assert isinstance(target["masks"], tv_tensors.Mask) and target["masks"].dtype == torch.uint8
@@ -49,7 +56,9 @@ def test_items_equal_the_generated_scene():
     dataset = SceneDataset("val", 3, SMALL, progress=False)
     scene = generate_scene(scene_seed("val", 2), SMALL)
     image, target = dataset[2]
-    assert torch.equal((image * 255).round().to(torch.uint8).permute(1, 2, 0), torch.from_numpy(scene.image))
+    assert torch.equal(
+        (image * 255).round().to(torch.uint8).permute(1, 2, 0), torch.from_numpy(scene.image)
+    )
     assert torch.equal(target["boxes"].as_subclass(torch.Tensor), torch.from_numpy(scene.boxes))
     assert torch.equal(target["masks"].bool(), torch.from_numpy(scene.masks))
     assert torch.equal(target["semantic"], torch.from_numpy(scene.semantic).long())
@@ -57,7 +66,9 @@ def test_items_equal_the_generated_scene():
 
 def test_segmentation_items_are_image_and_int64_mask():
     image, mask = SceneDataset("train", 2, SMALL, task="segmentation", progress=False)[1]
-    assert isinstance(mask, tv_tensors.Mask) and mask.dtype == torch.int64 and mask.shape == (64, 64)
+    assert (
+        isinstance(mask, tv_tensors.Mask) and mask.dtype == torch.int64 and mask.shape == (64, 64)
+    )
     check_image(image)
 
 
@@ -71,7 +82,9 @@ def test_cache_is_written_once_and_reused_for_smaller_requests(data_dir):
     prefix = SceneDataset("train", 3, SMALL, progress=False)
     assert path.stat().st_mtime_ns == stamp and not cache_path("train", 3, SMALL).exists()
     for index in range(3):
-        assert torch.equal(first[index][0], again[index][0]) and torch.equal(first[index][0], prefix[index][0])
+        assert torch.equal(first[index][0], again[index][0]) and torch.equal(
+            first[index][0], prefix[index][0]
+        )
         assert torch.equal(first[index][1]["boxes"], prefix[index][1]["boxes"])
 
 
@@ -85,7 +98,9 @@ def test_corrupt_cache_is_regenerated():
 
 def test_horizontal_flip_moves_boxes_and_masks_with_the_image():
     plain = SceneDataset("train", 4, SMALL, progress=False)
-    flipped = SceneDataset("train", 4, SMALL, transforms=v2.RandomHorizontalFlip(p=1.0), progress=False)
+    flipped = SceneDataset(
+        "train", 4, SMALL, transforms=v2.RandomHorizontalFlip(p=1.0), progress=False
+    )
     for index in range(4):
         image, target = plain[index]
         image_f, target_f = flipped[index]
@@ -94,21 +109,35 @@ def test_horizontal_flip_moves_boxes_and_masks_with_the_image():
         assert torch.equal(target_f["semantic"], target["semantic"].flip(-1))
         expected = target["boxes"].clone()
         expected[:, 0], expected[:, 2] = 64 - target["boxes"][:, 2], 64 - target["boxes"][:, 0]
-        assert torch.equal(target_f["boxes"].as_subclass(torch.Tensor), expected.as_subclass(torch.Tensor))
+        assert torch.equal(
+            target_f["boxes"].as_subclass(torch.Tensor), expected.as_subclass(torch.Tensor)
+        )
         check_target(target_f, canvas_size=(64, 64))
 
 
 def test_segmentation_transforms_move_the_mask():
-    data = SceneDataset("train", 2, SMALL, task="segmentation", transforms=v2.RandomVerticalFlip(p=1.0),
-                        progress=False)
+    data = SceneDataset(
+        "train",
+        2,
+        SMALL,
+        task="segmentation",
+        transforms=v2.RandomVerticalFlip(p=1.0),
+        progress=False,
+    )
     plain = SceneDataset("train", 2, SMALL, task="segmentation", progress=False)
     assert torch.equal(data[0][1], plain[0][1].flip(-2))
 
 
 def test_empty_scenes_give_empty_targets():
-    dataset = SceneDataset("test", 2, SceneConfig(size=48, min_objects=0, max_objects=0), progress=False)
+    dataset = SceneDataset(
+        "test", 2, SceneConfig(size=48, min_objects=0, max_objects=0), progress=False
+    )
     _, target = dataset[0]
-    assert target["boxes"].shape == (0, 4) and target["masks"].shape == (0, 48, 48) and target["labels"].shape == (0,)
+    assert (
+        target["boxes"].shape == (0, 4)
+        and target["masks"].shape == (0, 48, 48)
+        and target["labels"].shape == (0,)
+    )
     check_target(target, canvas_size=(48, 48))
 
 
@@ -128,7 +157,11 @@ def test_crop_dataset_is_balanced_and_well_formed():
     counts = torch.bincount(crops.labels, minlength=4)
     assert counts.min() == counts.max() > 0 and len(crops) == int(counts.sum())
     image, label = crops[0]
-    assert image.shape == (3, 24, 24) and image.dtype == torch.float32 and 0 <= image.min() <= image.max() <= 1
+    assert (
+        image.shape == (3, 24, 24)
+        and image.dtype == torch.float32
+        and 0 <= image.min() <= image.max() <= 1
+    )
     assert isinstance(label, int) and 0 <= label <= 3
     assert crops.classes == ("background", "disk", "triangle", "star")
     assert crops.windows.shape == (len(crops), 4) and crops.image_indices.max() < 30
@@ -168,8 +201,13 @@ def test_coco_round_trip_keeps_boxes_labels_masks(tmp_path):
         image_c, target_c = loaded[index]
         assert torch.equal(image_c, image)
         assert isinstance(target_c["boxes"], tv_tensors.BoundingBoxes)
-        assert torch.equal(target_c["boxes"].as_subclass(torch.Tensor), target["boxes"].as_subclass(torch.Tensor))
-        assert torch.equal(target_c["labels"], target["labels"]) and target_c["labels"].dtype == torch.int64
+        assert torch.equal(
+            target_c["boxes"].as_subclass(torch.Tensor), target["boxes"].as_subclass(torch.Tensor)
+        )
+        assert (
+            torch.equal(target_c["labels"], target["labels"])
+            and target_c["labels"].dtype == torch.int64
+        )
         assert torch.equal(target_c["masks"], target["masks"])
         assert target_c["image_id"] == target["image_id"]
     first = coco["annotations"][0]
@@ -187,23 +225,34 @@ def test_coco_bbox_agrees_with_pycocotools_rle_box(tmp_path):
 
 
 def test_coco_images_without_annotations_and_transforms(tmp_path):
-    scenes = SceneDataset("test", 2, SceneConfig(size=48, min_objects=0, max_objects=0), progress=False)
+    scenes = SceneDataset(
+        "test", 2, SceneConfig(size=48, min_objects=0, max_objects=0), progress=False
+    )
     ann_file = export_coco(scenes, tmp_path / "empty")
-    loaded = CocoDataset(tmp_path / "empty" / "images", ann_file, transforms=v2.RandomHorizontalFlip(p=1.0))
+    loaded = CocoDataset(
+        tmp_path / "empty" / "images", ann_file, transforms=v2.RandomHorizontalFlip(p=1.0)
+    )
     image, target = loaded[1]
     assert image.shape == (3, 48, 48)
-    assert target["boxes"].shape == (0, 4) and target["labels"].shape == (0,) and target["masks"].shape == (0, 48, 48)
+    assert (
+        target["boxes"].shape == (0, 4)
+        and target["labels"].shape == (0,)
+        and target["masks"].shape == (0, 48, 48)
+    )
     check_target(target, canvas_size=(48, 48))
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    (dict(split="training"), ValueError, "split"),
-    (dict(num_images=0), ValueError, "num_images"),
-    (dict(num_images=2.5), TypeError, "num_images"),
-    (dict(task="keypoints"), ValueError, "task"),
-    (dict(config={"size": 64}), TypeError, "config"),
-    (dict(transforms="flip"), TypeError, "transforms"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(split="training"), ValueError, "split"),
+        (dict(num_images=0), ValueError, "num_images"),
+        (dict(num_images=2.5), TypeError, "num_images"),
+        (dict(task="keypoints"), ValueError, "task"),
+        (dict(config={"size": 64}), TypeError, "config"),
+        (dict(transforms="flip"), TypeError, "transforms"),
+    ],
+)
 def test_scene_dataset_rejects_bad_arguments(kwargs, error, message):
     arguments = dict(split="train", num_images=2, config=SMALL) | kwargs
     with pytest.raises(error, match=message):
@@ -218,4 +267,6 @@ def test_index_errors_and_coco_path_errors(tmp_path):
     with pytest.raises(ValueError, match="image_dir"):
         CocoDataset(tmp_path / "missing", tmp_path / "a.json")
     with pytest.raises(ValueError, match="export_coco needs detection"):
-        export_coco(SceneDataset("train", 2, SMALL, task="segmentation", progress=False), tmp_path / "x")
+        export_coco(
+            SceneDataset("train", 2, SMALL, task="segmentation", progress=False), tmp_path / "x"
+        )

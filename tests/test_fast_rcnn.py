@@ -28,8 +28,12 @@ from course_utils.detection.fast_rcnn import (
 
 
 def block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
-                         nn.MaxPool2d(2))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+    )
 
 
 class LikeCropClassifier(nn.Module):
@@ -38,9 +42,12 @@ class LikeCropClassifier(nn.Module):
     def __init__(self, num_classes: int = 4, crop_size: int = 32, width: int = 4):
         super().__init__()
         self.crop_size = crop_size
-        self.features = nn.Sequential(block(3, width), block(width, 2 * width), block(2 * width, 4 * width),
-                                      nn.Flatten())
-        self.head = nn.Sequential(nn.Dropout(0.1), nn.Linear(4 * width * (crop_size // 8) ** 2, num_classes))
+        self.features = nn.Sequential(
+            block(3, width), block(width, 2 * width), block(2 * width, 4 * width), nn.Flatten()
+        )
+        self.head = nn.Sequential(
+            nn.Dropout(0.1), nn.Linear(4 * width * (crop_size // 8) ** 2, num_classes)
+        )
 
     def forward(self, x):
         return self.head(self.features(x))
@@ -59,8 +66,10 @@ def trained_like_classifier(seed: int = 0) -> LikeCropClassifier:
 def scene(seed: int, size: int = 64):
     g = torch.Generator().manual_seed(seed)
     image = torch.rand(3, size, size, generator=g)
-    return image, {"boxes": torch.tensor([[4.0, 6.0, 26.0, 30.0], [30.0, 34.0, 60.0, 58.0]]),
-                   "labels": torch.tensor([1, 3])}
+    return image, {
+        "boxes": torch.tensor([[4.0, 6.0, 26.0, 30.0], [30.0, 34.0, 60.0, 58.0]]),
+        "labels": torch.tensor([1, 3]),
+    }
 
 
 def proposals_around(boxes: torch.Tensor, n: int, seed: int, size: float = 64.0) -> torch.Tensor:
@@ -80,7 +89,10 @@ def test_smooth_l1_box_loss_matches_torchvision_style():
     deltas, targets = torch.randn(12, 4, generator=g), torch.randn(12, 4, generator=g)
     labels = torch.tensor([0, 1, 0, 2, 0, 0, 3, 0, 1, 0, 0, 0])
     for beta in (1.0, 1 / 9, 2.0):
-        expected = F.smooth_l1_loss(deltas[labels > 0], targets[labels > 0], beta=beta, reduction="sum") / 12
+        expected = (
+            F.smooth_l1_loss(deltas[labels > 0], targets[labels > 0], beta=beta, reduction="sum")
+            / 12
+        )
         torch.testing.assert_close(smooth_l1_box_loss(deltas, targets, labels, beta), expected)
 
 
@@ -94,10 +106,22 @@ def test_smooth_l1_by_hand_and_gradients_only_for_positives():
 
 
 def test_smooth_l1_is_zero_without_positives_or_rois():
-    assert smooth_l1_box_loss(torch.ones(3, 4), torch.zeros(3, 4), torch.zeros(3, dtype=torch.int64)).item() == 0
-    assert smooth_l1_box_loss(torch.zeros(0, 4), torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64)).item() == 0
+    assert (
+        smooth_l1_box_loss(
+            torch.ones(3, 4), torch.zeros(3, 4), torch.zeros(3, dtype=torch.int64)
+        ).item()
+        == 0
+    )
+    assert (
+        smooth_l1_box_loss(
+            torch.zeros(0, 4), torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64)
+        ).item()
+        == 0
+    )
     with pytest.raises(ValueError, match="beta"):
-        smooth_l1_box_loss(torch.ones(1, 4), torch.zeros(1, 4), torch.ones(1, dtype=torch.int64), beta=0.0)
+        smooth_l1_box_loss(
+            torch.ones(1, 4), torch.zeros(1, 4), torch.ones(1, dtype=torch.int64), beta=0.0
+        )
     with pytest.raises(ValueError):
         smooth_l1_box_loss(torch.ones(2, 4), torch.zeros(3, 4), torch.ones(2, dtype=torch.int64))
 
@@ -106,7 +130,9 @@ def test_fast_rcnn_loss_uses_the_true_class_deltas():
     logits = torch.randn(3, 4, generator=torch.Generator().manual_seed(1))
     labels = torch.tensor([2, 0, 3])
     targets = torch.tensor([[0.1, 0.2, 0.3, 0.4], [5.0, 5.0, 5.0, 5.0], [-0.1, 0.0, 0.2, 0.0]])
-    deltas = torch.full((3, 4, 4), 100.0)  # every other class is far off: only the true class may count
+    deltas = torch.full(
+        (3, 4, 4), 100.0
+    )  # every other class is far off: only the true class may count
     deltas[0, 2] = targets[0]
     deltas[2, 3] = targets[2] + 0.5
     losses = fast_rcnn_loss(logits, deltas, labels, targets, beta=1.0, box_weight=2.0)
@@ -114,7 +140,9 @@ def test_fast_rcnn_loss_uses_the_true_class_deltas():
     torch.testing.assert_close(losses["loss_classifier"], F.cross_entropy(logits, labels))
     assert losses["loss_box_reg"].item() == pytest.approx(2.0 * 4 * 0.5 * 0.25 / 3)
     ignored = fast_rcnn_loss(logits, deltas, torch.tensor([2, -1, 3]), targets)
-    torch.testing.assert_close(ignored["loss_classifier"], F.cross_entropy(logits[[0, 2]], labels[[0, 2]]))
+    torch.testing.assert_close(
+        ignored["loss_classifier"], F.cross_entropy(logits[[0, 2]], labels[[0, 2]])
+    )
     with pytest.raises(ValueError):
         fast_rcnn_loss(logits, deltas[:, :3], labels, targets)
 
@@ -126,28 +154,49 @@ def test_sample_rois_fractions_and_targets():
     _, target = scene(0)
     g = torch.Generator().manual_seed(1)
     corner = torch.rand(60, 2, generator=g) * torch.tensor([18.0, 14.0]) + torch.tensor([34.0, 0.0])
-    background = torch.cat([corner, corner + torch.rand(60, 2, generator=g) * 8 + 4], dim=1)  # away from both
+    background = torch.cat(
+        [corner, corner + torch.rand(60, 2, generator=g) * 8 + 4], dim=1
+    )  # away from both
     proposals = torch.cat([proposals_around(target["boxes"], 40, 1), background])
     g = torch.Generator().manual_seed(2)
-    rois, labels, targets = sample_rois(proposals, target["boxes"], target["labels"], num_samples=32,
-                                        positive_fraction=0.25, bg_threshold=0.0, generator=g)
+    rois, labels, targets = sample_rois(
+        proposals,
+        target["boxes"],
+        target["labels"],
+        num_samples=32,
+        positive_fraction=0.25,
+        bg_threshold=0.0,
+        generator=g,
+    )
     assert rois.shape == (32, 4) and labels.shape == (32,) and targets.shape == (32, 4)
     assert int((labels > 0).sum()) == 8 and set(labels.tolist()) <= {0, 1, 3}
     assert targets[labels == 0].abs().max() == 0
     positive = labels > 0
     decoded = decode_boxes(rois[positive], targets[positive], BOX_WEIGHTS)
     best = box_iou(decoded, target["boxes"]).max(dim=1).values
-    torch.testing.assert_close(best, torch.ones_like(best), atol=1e-4, rtol=0)  # targets lead to a gt box
+    torch.testing.assert_close(
+        best, torch.ones_like(best), atol=1e-4, rtol=0
+    )  # targets lead to a gt box
 
 
 def test_sample_rois_includes_ground_truth_and_ignores_below_bg_threshold():
     _, target = scene(0)
     far = torch.tensor([[40.0, 0.0, 50.0, 10.0]] * 10)  # IoU 0 with both ground-truth boxes
-    rois, labels, _ = sample_rois(far, target["boxes"], target["labels"], num_samples=16, bg_threshold=0.1,
-                                  generator=torch.Generator().manual_seed(0))
-    assert len(rois) == 2 and labels.tolist() == [1, 3]  # only the ground truth: the far boxes are ignored
-    rois, labels, _ = sample_rois(far, target["boxes"], target["labels"], num_samples=16, bg_threshold=0.1,
-                                  include_gt=False)
+    rois, labels, _ = sample_rois(
+        far,
+        target["boxes"],
+        target["labels"],
+        num_samples=16,
+        bg_threshold=0.1,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert len(rois) == 2 and labels.tolist() == [
+        1,
+        3,
+    ]  # only the ground truth: the far boxes are ignored
+    rois, labels, _ = sample_rois(
+        far, target["boxes"], target["labels"], num_samples=16, bg_threshold=0.1, include_gt=False
+    )
     assert len(rois) == 0
 
 
@@ -191,7 +240,11 @@ def test_forward_detect_and_multiscale():
     assert logits.shape == (24, 4) and deltas.shape == (24, 4, 4)
     model.train()
     detections = model.detect(list(images), proposals)
-    assert model.training and len(detections) == 2 and set(detections[0]) == {"boxes", "scores", "labels"}
+    assert (
+        model.training
+        and len(detections) == 2
+        and set(detections[0]) == {"boxes", "scores", "labels"}
+    )
     assert detections[1]["boxes"].shape[1] == 4 and (detections[1]["labels"] >= 1).all()
 
     pyramid = FastRCNN.from_classifier(classifier, scales=(1.0, 0.5))
@@ -202,7 +255,9 @@ def test_forward_detect_and_multiscale():
     big = torch.tensor([[0.0, 0.0, 60.0, 60.0]])  # grown to 90 px: 45 px at scale 0.5
     assert pyramid.roi_levels(torch.cat([small[0] * 1.5 - 5, big * 1.5])).tolist() == [0, 1]
     torch.testing.assert_close(pyramid([images[0]], small)[0], model([images[0]], small)[0])
-    shrunk = F.interpolate(images[0][None], scale_factor=0.5, mode="bilinear", align_corners=False, antialias=True)
+    shrunk = F.interpolate(
+        images[0][None], scale_factor=0.5, mode="bilinear", align_corners=False, antialias=True
+    )
     expected = model(shrunk, [big / 2])[0]
     torch.testing.assert_close(pyramid([images[0]], [big])[0], expected, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="scales"):
@@ -217,8 +272,9 @@ def test_training_loss_backpropagates():
     images, targets = zip(*(scene(s) for s in range(2)))
     proposals = [proposals_around(t["boxes"], 10, s) for s, t in enumerate(targets)]
     torch.manual_seed(0)
-    losses = fast_rcnn_training_loss(model, (list(images), list(targets), proposals), rois_per_image=16,
-                                     bg_threshold=0.0)
+    losses = fast_rcnn_training_loss(
+        model, (list(images), list(targets), proposals), rois_per_image=16, bg_threshold=0.0
+    )
     total = sum(losses.values())
     total.backward()
     assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
@@ -273,9 +329,17 @@ def test_train_fast_rcnn_uses_the_given_box_loss(tmp_path, monkeypatch):
         calls.append(beta)
         return smooth_l1_box_loss(deltas, targets, labels, beta)
 
-    history = train_fast_rcnn(model, ProposalDataset(TinyScenes(), proposals, hflip=True), steps=2,
-                              images_per_batch=2, progress=False, rois_per_image=8, bg_threshold=0.0,
-                              box_loss=box_loss, beta=0.5)
+    history = train_fast_rcnn(
+        model,
+        ProposalDataset(TinyScenes(), proposals, hflip=True),
+        steps=2,
+        images_per_batch=2,
+        progress=False,
+        rois_per_image=8,
+        bg_threshold=0.0,
+        box_loss=box_loss,
+        beta=0.5,
+    )
     assert len(history.records) == 2 and calls == [0.5, 0.5]
     assert set(history.records[0]["components"]) == {"loss_classifier", "loss_box_reg"}
 
@@ -289,9 +353,13 @@ def test_roi_align_option_pools_without_rounding():
     maps = max_model.feature_maps([image])
     from torchvision.ops import roi_align, roi_pool
 
-    torch.testing.assert_close(align_model.pool(maps, [box]),
-                               roi_align(maps[0], [box], 4, spatial_scale=0.25, sampling_ratio=2, aligned=True))
-    torch.testing.assert_close(max_model.pool(maps, [box]), roi_pool(maps[0], [to_inclusive(box)], 4, 0.25))
+    torch.testing.assert_close(
+        align_model.pool(maps, [box]),
+        roi_align(maps[0], [box], 4, spatial_scale=0.25, sampling_ratio=2, aligned=True),
+    )
+    torch.testing.assert_close(
+        max_model.pool(maps, [box]), roi_pool(maps[0], [to_inclusive(box)], 4, 0.25)
+    )
     shifted = box + 1.0  # less than half a cell: RoI max pooling rounds it away, RoIAlign does not
     assert torch.equal(max_model.pool(maps, [shifted]), max_model.pool(maps, [box]))
     assert not torch.equal(align_model.pool(maps, [shifted]), align_model.pool(maps, [box]))
@@ -303,7 +371,10 @@ def test_cpu_images_and_proposals_go_to_the_models_device(monkeypatch):
     # "meta" stands in for cuda here: a model moved there must accept the CPU images and proposals a notebook
     # holds, and hand postprocessing tensors that are all on its own device
     model = FastRCNN.from_classifier(CropClassifier(num_classes=4, crop_size=32)).to("meta")
-    images, proposals = [torch.rand(3, 64, 64)], [torch.tensor([[4.0, 4.0, 30.0, 30.0], [0.0, 0.0, 20.0, 40.0]])]
+    images, proposals = (
+        [torch.rand(3, 64, 64)],
+        [torch.tensor([[4.0, 4.0, 30.0, 30.0], [0.0, 0.0, 20.0, 40.0]])],
+    )
     logits, deltas = model(images, proposals)
     assert logits.device.type == "meta" and logits.shape == (2, 4) and deltas.shape == (2, 4, 4)
     seen = []

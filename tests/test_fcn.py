@@ -64,8 +64,11 @@ def test_convolutionalized_classifier_equals_sliding_window():
     assert torch.allclose(slow, fast, atol=1e-5)
     # on exactly one crop the dense output is the classifier's logits, as a 1x1 map
     with torch.no_grad():
-        assert torch.allclose(dense(image[None, :, :32, :32])[:, :, 0, 0], classifier(image[None, :, :32, :32]),
-                              atol=1e-5)
+        assert torch.allclose(
+            dense(image[None, :, :32, :32])[:, :, 0, 0],
+            classifier(image[None, :, :32, :32]),
+            atol=1e-5,
+        )
 
 
 def test_convolutionalize_leaves_the_classifier_alone_and_checks_structure():
@@ -118,7 +121,9 @@ def test_bilinear_kernel_is_per_channel_and_rejects_bad_factor():
     off_diagonal = weight.clone()
     off_diagonal[range(4), range(4)] = 0
     assert off_diagonal.abs().sum() == 0
-    assert torch.allclose(weight[0, 0].sum(), torch.tensor(4.0))  # factor**2: each input spreads over f*f outputs
+    assert torch.allclose(
+        weight[0, 0].sum(), torch.tensor(4.0)
+    )  # factor**2: each input spreads over f*f outputs
     with pytest.raises(ValueError):
         fcn.bilinear_kernel(3, 0)
     with pytest.raises(TypeError):
@@ -172,7 +177,9 @@ def test_fcn_32s_output_is_an_upsampled_coarse_map():
         coarse, _ = model.front_end(x)
         out = model(x)
     assert coarse.shape == (1, 3, 2, 2)
-    assert torch.allclose(out, F.interpolate(coarse, size=(64, 64), mode="bilinear", align_corners=False))
+    assert torch.allclose(
+        out, F.interpolate(coarse, size=(64, 64), mode="bilinear", align_corners=False)
+    )
 
 
 def test_staged_init_starts_from_the_coarser_prediction():
@@ -226,8 +233,14 @@ def test_fcn_context_hook_sees_front_end_scores():
     out = model(torch.rand(1, 3, 64, 64))
     assert seen["shape"] == (1, 3, 2, 2)
     assert torch.count_nonzero(out) == 0
-    dilated = fcn.fcn(3, "32s", channels=(4, 4, 8, 8, 8), head_channels=8, context=Probe(),
-                      replace_stride_with_dilation=(True, True))
+    dilated = fcn.fcn(
+        3,
+        "32s",
+        channels=(4, 4, 8, 8, 8),
+        head_channels=8,
+        context=Probe(),
+        replace_stride_with_dilation=(True, True),
+    )
     assert dilated(torch.rand(1, 3, 64, 64)).shape == (1, 3, 64, 64)
     assert seen["shape"] == (1, 3, 8, 8) and dilated.output_stride == 8
 
@@ -254,7 +267,13 @@ def test_helpers_count_predict_receptive_field():
     assert labels.shape == (2, 64, 64) and labels.dtype == torch.int64 and model.training
     # stem 3 + conv/pool stages + 3x3 head at stride 32: bigger than 32 and grows with dilation
     rf = fcn.receptive_field(model)
-    dilated = fcn.fcn(3, "8s", channels=(4, 4, 8, 8, 8), head_channels=8, replace_stride_with_dilation=(True, True))
+    dilated = fcn.fcn(
+        3,
+        "8s",
+        channels=(4, 4, 8, 8, 8),
+        head_channels=8,
+        replace_stride_with_dilation=(True, True),
+    )
     assert 32 < rf and fcn.receptive_field(dilated) > 32
 
 

@@ -1,7 +1,5 @@
 """Unit tests for paths, device, validate, results and the Colab set-up cell."""
 
-import json
-import os
 import random
 import tomllib
 from pathlib import Path
@@ -57,6 +55,7 @@ def test_pick_device_and_bad_preference():
 def test_seed_everything_repeats_all_generators():
     def draw():
         return random.random(), float(np.random.rand()), float(torch.rand(1))
+
     device.seed_everything(3)
     first = draw()
     device.seed_everything(3)
@@ -67,7 +66,11 @@ def test_seed_everything_repeats_all_generators():
 
 def test_loader_policy_cpu_uses_main_process():
     assert device.loader_workers("cpu") == 0
-    assert device.loader_kwargs("cpu") == {"num_workers": 0, "pin_memory": False, "persistent_workers": False}
+    assert device.loader_kwargs("cpu") == {
+        "num_workers": 0,
+        "pin_memory": False,
+        "persistent_workers": False,
+    }
 
 
 def test_loader_policy_cuda_respects_shared_memory(monkeypatch):
@@ -103,14 +106,17 @@ def test_check_boxes_accepts_empty_and_valid():
     validate.check_boxes(torch.tensor([[1.0, 2.0, 30.0, 40.0]]), canvas_size=(64, 64))
 
 
-@pytest.mark.parametrize("boxes, error, words", [
-    (torch.tensor([[10.0, 10.0, 5.0, 20.0]]), ValueError, "xywh"),          # x2 < x1
-    (torch.tensor([[1, 2, 3, 4]]), TypeError, "float"),                     # integer boxes
-    (torch.zeros(4), ValueError, r"\(N, 4\)"),                              # not 2-D
-    (torch.tensor([[0.1, 0.1, 0.5, 0.6]]), ValueError, "normalized"),       # [0, 1] boxes
-    (torch.tensor([[0.0, 0.0, 500.0, 20.0]]), ValueError, "leave"),         # outside the image
-    (torch.tensor([[0.0, float("nan"), 5.0, 5.0]]), ValueError, "NaN"),
-])
+@pytest.mark.parametrize(
+    "boxes, error, words",
+    [
+        (torch.tensor([[10.0, 10.0, 5.0, 20.0]]), ValueError, "xywh"),  # x2 < x1
+        (torch.tensor([[1, 2, 3, 4]]), TypeError, "float"),  # integer boxes
+        (torch.zeros(4), ValueError, r"\(N, 4\)"),  # not 2-D
+        (torch.tensor([[0.1, 0.1, 0.5, 0.6]]), ValueError, "normalized"),  # [0, 1] boxes
+        (torch.tensor([[0.0, 0.0, 500.0, 20.0]]), ValueError, "leave"),  # outside the image
+        (torch.tensor([[0.0, float("nan"), 5.0, 5.0]]), ValueError, "NaN"),
+    ],
+)
 def test_check_boxes_rejects(boxes, error, words):
     with pytest.raises(error, match=words):
         validate.check_boxes(boxes, canvas_size=(64, 64))
@@ -138,13 +144,20 @@ def test_check_labels_and_masks():
 def test_check_target_masks_must_agree_with_boxes():
     masks = torch.zeros(1, 16, 16, dtype=torch.bool)
     masks[0, 2:6, 3:9] = True
-    good = {"boxes": torch.tensor([[3.0, 2.0, 9.0, 6.0]]), "labels": torch.tensor([1]), "masks": masks}
+    good = {
+        "boxes": torch.tensor([[3.0, 2.0, 9.0, 6.0]]),
+        "labels": torch.tensor([1]),
+        "masks": masks,
+    }
     validate.check_target(good, canvas_size=(16, 16))
     swapped = dict(good, boxes=torch.tensor([[2.0, 3.0, 6.0, 9.0]]))  # x and y swapped
     with pytest.raises(ValueError, match="disagree"):
         validate.check_target(swapped, canvas_size=(16, 16))
-    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
-             "masks": torch.zeros(0, 16, 16, dtype=torch.bool)}
+    empty = {
+        "boxes": torch.zeros(0, 4),
+        "labels": torch.zeros(0, dtype=torch.int64),
+        "masks": torch.zeros(0, 16, 16, dtype=torch.bool),
+    }
     validate.check_target(empty, canvas_size=(16, 16))
     with pytest.raises(ValueError, match="missing"):
         validate.check_target({"boxes": torch.zeros(0, 4)})
@@ -165,7 +178,10 @@ def test_record_replaces_and_loads(tmp_path, monkeypatch):
     results.record("01_x", "AP50", 0.75, "")
     results.record("02_y", "time", 12, "ms/image")
     entries = results.load_all()
-    assert [(e["notebook"], e["name"], e["value"]) for e in entries] == [("01_x", "AP50", 0.75), ("02_y", "time", 12.0)]
+    assert [(e["notebook"], e["name"], e["value"]) for e in entries] == [
+        ("01_x", "AP50", 0.75),
+        ("02_y", "time", 12.0),
+    ]
     assert not list(tmp_path.glob("*.tmp"))
     with pytest.raises(ValueError, match="finite"):
         results.record("01_x", "bad", float("nan"))
@@ -189,18 +205,30 @@ def test_colab_packages_are_ranges_not_pins():
     """Colab's torch 2.11 / ipywidgets 7.7.1 must satisfy the runtime requirements unchanged."""
     from packaging.requirements import Requirement
 
-    colab_versions = {"torch": "2.11.0", "torchvision": "0.26.0", "numpy": "2.0.2", "ipywidgets": "7.7.1",
-                      "matplotlib": "3.10.0", "scikit-image": "0.25.2", "pycocotools": "2.0.10", "tqdm": "4.67.1"}
+    colab_versions = {
+        "torch": "2.11.0",
+        "torchvision": "0.26.0",
+        "numpy": "2.0.2",
+        "ipywidgets": "7.7.1",
+        "matplotlib": "3.10.0",
+        "scikit-image": "0.25.2",
+        "pycocotools": "2.0.10",
+        "tqdm": "4.67.1",
+    }
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     for line in project["dependencies"]:
         requirement = Requirement(line)
         assert "==" not in str(requirement.specifier), f"{line} pins a version"
-        assert requirement.specifier.contains(colab_versions[requirement.name]), \
+        assert requirement.specifier.contains(colab_versions[requirement.name]), (
             f"Colab's {requirement.name} {colab_versions[requirement.name]} does not satisfy {line}"
-    assert not any("opencv" in line for line in project["dependencies"]), \
+        )
+    assert not any("opencv" in line for line in project["dependencies"]), (
         "OpenCV stays out of the runtime dependencies (a second OpenCV wheel on Colab can hide cv2.ximgproc)"
+    )
     python = project["requires-python"]
-    assert all(Requirement(f"python{python}").specifier.contains(v) for v in ("3.11", "3.12", "3.13"))
+    assert all(
+        Requirement(f"python{python}").specifier.contains(v) for v in ("3.11", "3.12", "3.13")
+    )
 
 
 def test_one_thread_restores_the_thread_count_even_after_an_error():
@@ -220,6 +248,9 @@ def test_notebook_setup_turns_tf32_off():
     try:
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
         device.notebook_setup(seed=0, prefer="cpu")
-        assert torch.backends.cudnn.allow_tf32 is False and torch.backends.cuda.matmul.allow_tf32 is False
+        assert (
+            torch.backends.cudnn.allow_tf32 is False
+            and torch.backends.cuda.matmul.allow_tf32 is False
+        )
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before

@@ -32,11 +32,25 @@ from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
-COURSE_MAP = ("00_welcome", "01_sliding_window", "02_selective_search", "03_rcnn", "04_fast_rcnn",
-              "05_faster_rcnn", "06_yolo", "07_ssd", "08_fcn", "09_upsampling", "10_dilated_conv", "11_unet",
-              "12_mask_rcnn")
+COURSE_MAP = (
+    "00_welcome",
+    "01_sliding_window",
+    "02_selective_search",
+    "03_rcnn",
+    "04_fast_rcnn",
+    "05_faster_rcnn",
+    "06_yolo",
+    "07_ssd",
+    "08_fcn",
+    "09_upsampling",
+    "10_dilated_conv",
+    "11_unet",
+    "12_mask_rcnn",
+)
 NOTEBOOKS = sorted(path for path in NOTEBOOK_DIR.glob("*.ipynb") if not path.name.startswith("."))
-CV2_IMSHOW = re.compile(r"\bcv2\s*\.\s*imshow\b|\bcv2_imshow\b|from\s+cv2\s+import\s+[^\n]*\bimshow\b")
+CV2_IMSHOW = re.compile(
+    r"\bcv2\s*\.\s*imshow\b|\bcv2_imshow\b|from\s+cv2\s+import\s+[^\n]*\bimshow\b"
+)
 LAB_TIMEOUT_S = 150  # the first `make lab` may also install the environment
 
 
@@ -50,6 +64,7 @@ def _code_cells(notebook):
 
 # --------------------------------------------------------------------------- notebooks
 
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_notebook_is_valid_nbformat_4(path):
     notebook = _read(path)
@@ -60,24 +75,39 @@ def test_notebook_is_valid_nbformat_4(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_notebook_is_stored_without_outputs(path):
     notebook = _read(path)
-    dirty = [index for index, cell in enumerate(notebook.cells)
-             if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None)]
-    assert not dirty, (f"{path.name}: cells {dirty} have stored outputs or execution counts; clear them "
-                       "(JupyterLab: Edit > Clear Outputs of All Cells) before committing")
-    assert "widgets" not in notebook.metadata, f"{path.name} stores widget state in its metadata; clear it"
+    dirty = [
+        index
+        for index, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code"
+        and (cell.get("outputs") or cell.get("execution_count") is not None)
+    ]
+    assert not dirty, (
+        f"{path.name}: cells {dirty} have stored outputs or execution counts; clear them "
+        "(JupyterLab: Edit > Clear Outputs of All Cells) before committing"
+    )
+    assert "widgets" not in notebook.metadata, (
+        f"{path.name} stores widget state in its metadata; clear it"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_notebook_is_on_the_course_map(path):
-    assert path.stem in COURSE_MAP, f"{path.name} is not on the course map: expected one of {COURSE_MAP}"
+    assert path.stem in COURSE_MAP, (
+        f"{path.name} is not on the course map: expected one of {COURSE_MAP}"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_notebook_never_uses_cv2_imshow(path):
-    offending = [index for index, cell in enumerate(_read(path).cells)
-                 if cell.cell_type == "code" and CV2_IMSHOW.search(cell.source)]
-    assert not offending, (f"{path.name}: cells {offending} call cv2.imshow, which is disabled on Colab; "
-                           "draw with matplotlib (course_utils.viz.show_image)")
+    offending = [
+        index
+        for index, cell in enumerate(_read(path).cells)
+        if cell.cell_type == "code" and CV2_IMSHOW.search(cell.source)
+    ]
+    assert not offending, (
+        f"{path.name}: cells {offending} call cv2.imshow, which is disabled on Colab; "
+        "draw with matplotlib (course_utils.viz.show_image)"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
@@ -85,11 +115,14 @@ def test_notebook_starts_with_the_colab_setup_cell(path):
     try:
         from course_utils.core.colab import SETUP_CELL
     except ImportError:
-        pytest.skip("course_utils.core.colab.SETUP_CELL does not exist yet: cannot compare the set-up cell")
+        pytest.skip(
+            "course_utils.core.colab.SETUP_CELL does not exist yet: cannot compare the set-up cell"
+        )
     cells = _code_cells(_read(path))
     assert cells, f"{path.name} has no code cell"
     assert cells[0].source.strip() == SETUP_CELL.strip(), (
-        f"{path.name}: the first code cell must be course_utils.core.colab.SETUP_CELL exactly; got:\n{cells[0].source}")
+        f"{path.name}: the first code cell must be course_utils.core.colab.SETUP_CELL exactly; got:\n{cells[0].source}"
+    )
 
 
 def test_the_welcome_notebook_exists():
@@ -97,14 +130,19 @@ def test_the_welcome_notebook_exists():
 
 
 def test_the_cv2_imshow_pattern_catches_what_it_should():
-    for source in ("cv2.imshow('x', image)", "from google.colab.patches import cv2_imshow",
-                   "from cv2 import resize, imshow", "cv2 . imshow(a, b)"):
+    for source in (
+        "cv2.imshow('x', image)",
+        "from google.colab.patches import cv2_imshow",
+        "from cv2 import resize, imshow",
+        "cv2 . imshow(a, b)",
+    ):
         assert CV2_IMSHOW.search(source), source
     for source in ("plt.imshow(image)", "ax.imshow(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))"):
         assert not CV2_IMSHOW.search(source), source
 
 
 # --------------------------------------------------------------------------- environment.yml vs pyproject
+
 
 def parse_environment_yml(text: str) -> dict[str, list[str]]:
     """The ``dependencies`` of a conda environment file: ``{"conda": [...], "pip": [...]}``.
@@ -141,7 +179,9 @@ def parse_environment_yml(text: str) -> dict[str, list[str]]:
 
 def _load_environment() -> dict[str, list[str]]:
     path = REPO / "environment.yml"
-    assert path.is_file(), "environment.yml is missing: conda users need it (same packages as pyproject.toml)"
+    assert path.is_file(), (
+        "environment.yml is missing: conda users need it (same packages as pyproject.toml)"
+    )
     text = path.read_text()
     try:
         import yaml
@@ -149,7 +189,12 @@ def _load_environment() -> dict[str, list[str]]:
         return parse_environment_yml(text)
     dependencies = yaml.safe_load(text).get("dependencies") or []
     conda = [str(item) for item in dependencies if not isinstance(item, dict)]
-    pip = [str(item) for entry in dependencies if isinstance(entry, dict) for item in entry.get("pip", [])]
+    pip = [
+        str(item)
+        for entry in dependencies
+        if isinstance(entry, dict)
+        for item in entry.get("pip", [])
+    ]
     return {"conda": conda, "pip": pip}
 
 
@@ -163,7 +208,9 @@ def _requirement(spec: str) -> Requirement | None:
     try:
         return Requirement(spec)
     except InvalidRequirement:
-        return Requirement(re.sub(r"(?<![<>=!~])=(?!=)", "==", spec.replace(" ", "")))  # conda's name=1.2
+        return Requirement(
+            re.sub(r"(?<![<>=!~])=(?!=)", "==", spec.replace(" ", ""))
+        )  # conda's name=1.2
 
 
 def _environment_requirements() -> dict[str, SpecifierSet]:
@@ -187,32 +234,44 @@ def _pyproject_requirements() -> dict[str, SpecifierSet]:
     for extra in ("dev", "instructor"):
         specs += extras.get(extra, [])
     requirements = [Requirement(spec) for spec in specs]
-    return {canonicalize_name(requirement.name): requirement.specifier for requirement in requirements}
+    return {
+        canonicalize_name(requirement.name): requirement.specifier for requirement in requirements
+    }
 
 
 def test_environment_yml_lists_the_same_packages_as_pyproject():
     in_environment, in_pyproject = set(_environment_requirements()), set(_pyproject_requirements())
     assert in_environment == in_pyproject, (
         f"only in pyproject.toml: {sorted(in_pyproject - in_environment)}; "
-        f"only in environment.yml: {sorted(in_environment - in_pyproject)}")
+        f"only in environment.yml: {sorted(in_environment - in_pyproject)}"
+    )
 
 
 def test_environment_yml_uses_the_same_ranges_as_pyproject():
     environment, pyproject = _environment_requirements(), _pyproject_requirements()
-    different = {name: (str(environment[name]), str(pyproject[name]))
-                 for name in set(environment) & set(pyproject) if environment[name] != pyproject[name]}
+    different = {
+        name: (str(environment[name]), str(pyproject[name]))
+        for name in set(environment) & set(pyproject)
+        if environment[name] != pyproject[name]
+    }
     assert not different, f"ranges differ (environment.yml, pyproject.toml): {different}"
-    python = [_requirement(spec) for spec in _load_environment()["conda"] if spec.startswith("python")]
-    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"].get("requires-python")
+    python = [
+        _requirement(spec) for spec in _load_environment()["conda"] if spec.startswith("python")
+    ]
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"].get(
+        "requires-python"
+    )
     if python and requires:
         assert python[0].specifier == SpecifierSet(requires), (
-            f"environment.yml asks for python{python[0].specifier}, pyproject.toml for {requires}")
+            f"environment.yml asks for python{python[0].specifier}, pyproject.toml for {requires}"
+        )
 
 
 def test_environment_yml_installs_the_course_itself():
     pip = _load_environment()["pip"]
     assert any(re.fullmatch(r"-e\s+\.(/)?", spec) for spec in pip), (
-        "environment.yml must install the course's helpers (course_utils) with '- -e .' under pip:")
+        "environment.yml must install the course's helpers (course_utils) with '- -e .' under pip:"
+    )
 
 
 def test_the_fallback_parser_reads_the_simple_format():
@@ -230,20 +289,24 @@ dependencies:
 variables:
   - not-a-dependency
 """
-    assert parse_environment_yml(text) == {"conda": ["python>=3.11", "pip", "numpy>=1.24"],
-                                           "pip": ["torch>=2.2", "-e ."]}
+    assert parse_environment_yml(text) == {
+        "conda": ["python>=3.11", "pip", "numpy>=1.24"],
+        "pip": ["torch>=2.2", "-e ."],
+    }
     try:
         import yaml
     except ImportError:
         return
     real = (REPO / "environment.yml").read_text()
     data = yaml.safe_load(real)["dependencies"]
-    assert parse_environment_yml(real)["pip"] == [str(item) for entry in data if isinstance(entry, dict)
-                                                  for item in entry["pip"]]
+    assert parse_environment_yml(real)["pip"] == [
+        str(item) for entry in data if isinstance(entry, dict) for item in entry["pip"]
+    ]
     assert parse_environment_yml(real)["conda"] == [str(x) for x in data if not isinstance(x, dict)]
 
 
 # --------------------------------------------------------------------------- make lab
+
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -282,12 +345,21 @@ def test_make_lab_serves_the_notebooks_folder(tmp_path):
     port, token = _free_port(), secrets.token_hex(16)
     lab_args = f"--no-browser --port={port} --IdentityProvider.token={token} --ServerApp.open_browser=False"
     if hasattr(os, "geteuid") and os.geteuid() == 0:
-        lab_args += " --allow-root"  # containers and CI often run as root; Jupyter refuses that otherwise
+        lab_args += (
+            " --allow-root"  # containers and CI often run as root; Jupyter refuses that otherwise
+        )
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), PYTHON=sys.executable)
     log_path = tmp_path / "lab.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(["make", "lab", f"LAB_ARGS={lab_args}"], cwd=REPO, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            ["make", "lab", f"LAB_ARGS={lab_args}"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}/api/contents"
     try:
         listing = None
@@ -303,12 +375,16 @@ def test_make_lab_serves_the_notebooks_folder(tmp_path):
             break
         log_tail = log_path.read_text(errors="replace")[-3000:]
         assert process.poll() is None, f"make lab exited with {process.returncode}:\n{log_tail}"
-        assert listing is not None, f"JupyterLab did not answer on port {port} within {LAB_TIMEOUT_S} s:\n{log_tail}"
+        assert listing is not None, (
+            f"JupyterLab did not answer on port {port} within {LAB_TIMEOUT_S} s:\n{log_tail}"
+        )
         assert listing["type"] == "directory"
         names = {entry["name"] for entry in listing["content"]}
         expected = {path.name for path in NOTEBOOK_DIR.iterdir() if not path.name.startswith(".")}
         assert expected <= names, f"missing from the server's listing: {sorted(expected - names)}"
-        assert "pyproject.toml" not in names and "Makefile" not in names, "the server must serve notebooks/"
+        assert "pyproject.toml" not in names and "Makefile" not in names, (
+            "the server must serve notebooks/"
+        )
         with pytest.raises(urllib.error.HTTPError) as refused:
             _get(url)  # without the token
         assert refused.value.code in (401, 403)

@@ -8,16 +8,18 @@ import numpy as np
 import pytest
 import torch
 
+from course_utils.data.scenes import SceneConfig, generate_scene, scene_seed
 from course_utils.detection import proposals as P
 from course_utils.detection import selective_search as ss
-from course_utils.data.scenes import SceneConfig, generate_scene, scene_seed
 
 # --------------------------------------------------------------------------- quality
 
 
 def test_best_overlaps_known_values():
     gt = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
-    proposals = torch.tensor([[0.0, 0.0, 10.0, 5.0], [20.0, 20.0, 30.0, 30.0], [0.0, 0.0, 5.0, 10.0]])
+    proposals = torch.tensor(
+        [[0.0, 0.0, 10.0, 5.0], [20.0, 20.0, 30.0, 30.0], [0.0, 0.0, 5.0, 10.0]]
+    )
     np.testing.assert_allclose(P.best_overlaps(proposals, gt).numpy(), [0.5, 1.0])
     np.testing.assert_array_equal(P.best_overlaps(torch.zeros(0, 4), gt).numpy(), [0.0, 0.0])
     assert P.best_overlaps(proposals, torch.zeros(0, 4)).shape == (0,)
@@ -26,7 +28,10 @@ def test_best_overlaps_known_values():
 
 
 def test_proposal_quality_counts_only_the_first_proposals():
-    gt = [torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]]), torch.tensor([[0.0, 0.0, 4.0, 4.0]])]
+    gt = [
+        torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]]),
+        torch.tensor([[0.0, 0.0, 4.0, 4.0]]),
+    ]
     labels = [torch.tensor([1, 2]), torch.tensor([1])]
     proposals = [
         torch.tensor([[50.0, 50.0, 60.0, 60.0], [0.0, 0.0, 10.0, 5.0], [20.0, 20.0, 30.0, 30.0]]),
@@ -35,7 +40,9 @@ def test_proposal_quality_counts_only_the_first_proposals():
     q = P.proposal_quality(proposals, gt, labels, counts=[0, 1, 2, 3, 10])
     np.testing.assert_array_equal(q["counts"], [0, 1, 2, 3, 10])
     # best overlaps per count: gt boxes (a, b, c) = (0, 0, 0), (0, 0, 1), (.5, 0, 1), (.5, 1, 1), (.5, 1, 1)
-    np.testing.assert_allclose(q["best_overlaps"], [[0, 0, 0], [0, 0, 1], [0.5, 0, 1], [0.5, 1, 1], [0.5, 1, 1]])
+    np.testing.assert_allclose(
+        q["best_overlaps"], [[0, 0, 0], [0, 0, 1], [0.5, 0, 1], [0.5, 1, 1], [0.5, 1, 1]]
+    )
     np.testing.assert_allclose(q["recall"], [0, 1 / 3, 2 / 3, 1, 1])
     np.testing.assert_allclose(q["abo"], [0, 1 / 3, 0.5, 2.5 / 3, 2.5 / 3])
     # MABO: class 1 = boxes a and c, class 2 = box b
@@ -52,13 +59,26 @@ def test_proposal_quality_uses_the_iou_threshold():
     assert P.proposal_quality(proposals, gt, counts=[1], iou_threshold=0.7)["recall"][0] == 0.0
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(proposals=[torch.zeros(0, 4)], gt_boxes=[]), "one entry per image"),
-    (dict(proposals=[torch.zeros(0, 4)], gt_boxes=[torch.zeros(0, 4)]), "no ground-truth"),
-    (dict(proposals=[torch.zeros(0, 4)], gt_boxes=[torch.ones(1, 4)], counts=[]), "counts"),
-    (dict(proposals=[torch.zeros(0, 4)], gt_boxes=[torch.ones(1, 4)], iou_threshold=0), "iou_threshold"),
-    (dict(proposals=[torch.zeros(0, 4)], gt_boxes=[torch.ones(1, 4)], gt_labels=[torch.tensor([1, 2])]), "one entry per box"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(proposals=[torch.zeros(0, 4)], gt_boxes=[]), "one entry per image"),
+        (dict(proposals=[torch.zeros(0, 4)], gt_boxes=[torch.zeros(0, 4)]), "no ground-truth"),
+        (dict(proposals=[torch.zeros(0, 4)], gt_boxes=[torch.ones(1, 4)], counts=[]), "counts"),
+        (
+            dict(proposals=[torch.zeros(0, 4)], gt_boxes=[torch.ones(1, 4)], iou_threshold=0),
+            "iou_threshold",
+        ),
+        (
+            dict(
+                proposals=[torch.zeros(0, 4)],
+                gt_boxes=[torch.ones(1, 4)],
+                gt_labels=[torch.tensor([1, 2])],
+            ),
+            "one entry per box",
+        ),
+    ],
+)
 def test_proposal_quality_rejects_bad_input(kwargs, message):
     with pytest.raises(ValueError, match=message):
         P.proposal_quality(**kwargs)
@@ -106,7 +126,9 @@ def counting(monkeypatch):
     def fake(image, params):
         calls.append(params["mode"])
         value = int(image[0, 0, 0]) % 50
-        return torch.tensor([[value, 0, value + 10, 10], [0, 0, 5, 5], [1, 1, 3, 3]], dtype=torch.int16)
+        return torch.tensor(
+            [[value, 0, value + 10, 10], [0, 0, 5, 5], [1, 1, 3, 3]], dtype=torch.int16
+        )
 
     monkeypatch.setattr(P, "_compute", fake)
     return calls
@@ -196,11 +218,16 @@ def test_real_proposals_match_selective_search_on_the_scene(data_folder):
     boxes = P.load_proposals("val", 1, params={"mode": "single"}, progress=False)[0]
     image = generate_scene(scene_seed("val", 0)).image
     assert torch.equal(boxes, ss.selective_search(image, mode="single"))
-    assert torch.equal(P.load_proposals("val", 1, params={"mode": "single"}, max_proposals=5)[0], boxes[:5])
+    assert torch.equal(
+        P.load_proposals("val", 1, params={"mode": "single"}, max_proposals=5)[0], boxes[:5]
+    )
 
 
 def test_saved_proposals_are_served_by_load(data_folder, counting):
-    boxes = [torch.tensor([[0.0, 0.0, 4.0, 4.0], [1.0, 2.0, 3.0, 5.0]]), torch.tensor([[2.0, 2.0, 9.0, 9.0]])]
+    boxes = [
+        torch.tensor([[0.0, 0.0, 4.0, 4.0], [1.0, 2.0, 3.0, 5.0]]),
+        torch.tensor([[2.0, 2.0, 9.0, 9.0]]),
+    ]
     path = P.save_proposals("val", boxes)
     assert path == P.cache_path("val") and path.exists()
     loaded = P.load_proposals("val", 3, progress=False)

@@ -64,19 +64,25 @@ def test_label_proposals_matches_torchvision_matcher(fg, bg):
     torch.testing.assert_close(labels, matcher_reference(proposals, gt, gt_labels, fg, bg))
     iou = box_iou(proposals, gt)
     torch.testing.assert_close(iou.gather(1, matched[:, None])[:, 0], iou.max(dim=1).values)
-    assert {-1, 0, 1, 2, 3} >= set(labels.tolist()) and (labels > 0).any() and ((labels == 0).any() or bg == fg)
+    assert (
+        {-1, 0, 1, 2, 3} >= set(labels.tolist())
+        and (labels > 0).any()
+        and ((labels == 0).any() or bg == fg)
+    )
 
 
 def test_label_proposals_by_hand():
     gt = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
     gt_labels = torch.tensor([3, 1])
-    proposals = torch.tensor([
-        [0.0, 0.0, 10.0, 10.0],  # IoU 1 with gt 0 -> label 3
-        [0.0, 0.0, 10.0, 20.0],  # IoU exactly 0.5 with gt 0 -> foreground (>=)
-        [0.0, 0.0, 10.0, 40.0],  # IoU 0.25 -> background
-        [40.0, 40.0, 50.0, 50.0],  # IoU 0 -> ignored (below bg 0.1)
-        [21.0, 21.0, 30.0, 30.0],  # IoU 0.81 with gt 1 -> label 1
-    ])
+    proposals = torch.tensor(
+        [
+            [0.0, 0.0, 10.0, 10.0],  # IoU 1 with gt 0 -> label 3
+            [0.0, 0.0, 10.0, 20.0],  # IoU exactly 0.5 with gt 0 -> foreground (>=)
+            [0.0, 0.0, 10.0, 40.0],  # IoU 0.25 -> background
+            [40.0, 40.0, 50.0, 50.0],  # IoU 0 -> ignored (below bg 0.1)
+            [21.0, 21.0, 30.0, 30.0],  # IoU 0.81 with gt 1 -> label 1
+        ]
+    )
     labels, matched = label_proposals(proposals, gt, gt_labels, 0.5, 0.1)
     assert labels.tolist() == [3, 3, 0, -1, 1]
     assert matched.tolist()[:3] == [0, 0, 0] and matched[4] == 1
@@ -93,9 +99,13 @@ def test_label_proposals_ties_go_to_the_lowest_index():
 
 def test_label_proposals_without_ground_truth_or_proposals():
     proposals = random_boxes(4, 3)
-    labels, matched = label_proposals(proposals, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), 0.5, 0.0)
+    labels, matched = label_proposals(
+        proposals, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), 0.5, 0.0
+    )
     assert labels.tolist() == [0] * 4 and matched.tolist() == [-1] * 4
-    labels, _ = label_proposals(proposals, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), 0.5, 0.1)
+    labels, _ = label_proposals(
+        proposals, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), 0.5, 0.1
+    )
     assert labels.tolist() == [-1] * 4
     labels, matched = label_proposals(torch.zeros(0, 4), random_boxes(2, 4), torch.tensor([1, 2]))
     assert labels.shape == matched.shape == (0,)
@@ -156,10 +166,15 @@ def test_warp_regions_shapes_and_content():
     crop = warp_regions(image, box, size=16, context=0.0)
     assert crop.shape == (1, 3, 16, 16)
     # anisotropic: the 20 x 10 box fills the crop (bilinear up-sampling blends the outermost rows a little)
-    assert torch.allclose(crop[0, 0, 2:-2, 2:-2], torch.ones(12, 12), atol=1e-6) and crop[0, 0].min() > 0.5
+    assert (
+        torch.allclose(crop[0, 0, 2:-2, 2:-2], torch.ones(12, 12), atol=1e-6)
+        and crop[0, 0].min() > 0.5
+    )
     assert crop[0, 1:].abs().max() < 1e-6
     with_context = warp_regions(image, box, size=16, context=0.25)
-    assert with_context[0, 0, 8, 8] > 0.99 and with_context[0, 0, 0, 0] < 0.01  # the border is context
+    assert (
+        with_context[0, 0, 8, 8] > 0.99 and with_context[0, 0, 0, 0] < 0.01
+    )  # the border is context
 
 
 def test_warp_whole_image_is_a_resize():
@@ -190,10 +205,19 @@ def scene(seed: int):
 
 def test_build_region_set_and_minibatches():
     images, targets = zip(*(scene(s) for s in range(3)))
-    proposals = [torch.cat([jittered(t["boxes"], 10, s), random_boxes(20, s, 64)]) for s, t in enumerate(targets)]
-    regions = build_region_set(images, targets, proposals, size=16, context=0.25, fg_threshold=0.5, bg_threshold=0.0)
+    proposals = [
+        torch.cat([jittered(t["boxes"], 10, s), random_boxes(20, s, 64)])
+        for s, t in enumerate(targets)
+    ]
+    regions = build_region_set(
+        images, targets, proposals, size=16, context=0.25, fg_threshold=0.5, bg_threshold=0.0
+    )
     assert len(regions) == 3 * (2 + 40) and regions.crops.shape == (len(regions), 3, 16, 16)
-    assert regions.crops.dtype == torch.uint8 and int(regions.is_gt.sum()) == 6 and bool(regions.is_gt[:2].all())
+    assert (
+        regions.crops.dtype == torch.uint8
+        and int(regions.is_gt.sum()) == 6
+        and bool(regions.is_gt[:2].all())
+    )
     assert len(regions.subset(regions.labels > 0)) == regions.counts()["positive"]
     assert regions.labels[:2].tolist() == [2, 3]  # ground truth first, labelled as itself
     assert regions.ious[:2].tolist() == [1.0, 1.0]
@@ -201,7 +225,9 @@ def test_build_region_set_and_minibatches():
     assert regions.image_indices.tolist() == sorted(regions.image_indices.tolist())
     positive = regions.labels > 0
     assert (box_iou(regions.boxes[positive], regions.matched_boxes[positive]).diag() >= 0.5).all()
-    batches = MinibatchDataset(regions, num_batches=5, batch_size=16, positive_fraction=0.25, seed=0)
+    batches = MinibatchDataset(
+        regions, num_batches=5, batch_size=16, positive_fraction=0.25, seed=0
+    )
     crops, labels = MinibatchDataset.collate([batches[3]])
     assert crops.shape == (16, 3, 16, 16) and int((labels > 0).sum()) == 4
     assert crops.dtype == torch.float32 and 0 <= float(crops.min()) and float(crops.max()) <= 1
@@ -242,14 +268,18 @@ def test_ridge_regression_improves_boxes_of_a_feature_that_knows_the_shift():
     proposals = jittered(gt[:1], 200, 2, scale=0.1)
     targets = encode_boxes(proposals, gt)
     features = targets + 0.01 * torch.randn(200, 4, generator=torch.Generator().manual_seed(3))
-    weights = fit_box_regressors(features, torch.ones(200, dtype=torch.int64), targets, 2, ridge=1.0)
+    weights = fit_box_regressors(
+        features, torch.ones(200, dtype=torch.int64), targets, 2, ridge=1.0
+    )
     refined = decode_boxes(proposals, apply_box_regressors(features, weights)[:, 1])
     assert box_iou(refined, gt[:1]).mean() > box_iou(proposals, gt[:1]).mean() + 0.1
 
 
 def test_regressors_validate():
     with pytest.raises(ValueError):
-        fit_box_regressors(torch.zeros(3, 2), torch.zeros(3, dtype=torch.int64), torch.zeros(2, 4), 3)
+        fit_box_regressors(
+            torch.zeros(3, 2), torch.zeros(3, dtype=torch.int64), torch.zeros(2, 4), 3
+        )
     with pytest.raises(ValueError):
         apply_box_regressors(torch.zeros(3, 2), torch.zeros(3, 2, 4))
 
@@ -258,16 +288,24 @@ def test_regressors_validate():
 
 
 def test_postprocess_per_class_nms():
-    proposals = torch.tensor([[10.0, 10.0, 30.0, 30.0], [11.0, 11.0, 31.0, 31.0], [60.0, 60.0, 70.0, 70.0]])
+    proposals = torch.tensor(
+        [[10.0, 10.0, 30.0, 30.0], [11.0, 11.0, 31.0, 31.0], [60.0, 60.0, 70.0, 70.0]]
+    )
     probs = torch.tensor([[0.1, 0.8, 0.1, 0.0], [0.1, 0.7, 0.2, 0.0], [0.9, 0.05, 0.0, 0.05]])
-    out = postprocess_detections(proposals, probs, None, (100, 100), score_threshold=0.04, nms_threshold=0.3)
+    out = postprocess_detections(
+        proposals, probs, None, (100, 100), score_threshold=0.04, nms_threshold=0.3
+    )
     assert out["labels"].dtype == torch.int64 and out["boxes"].shape[1] == 4
     assert out["scores"].tolist() == sorted(out["scores"].tolist(), reverse=True)
-    pairs = {(int(label), round(float(score), 2)) for label, score in zip(out["labels"], out["scores"])}
+    pairs = {
+        (int(label), round(float(score), 2)) for label, score in zip(out["labels"], out["scores"])
+    }
     # class 1: the 0.7 box is suppressed by the 0.8 box; class 2 keeps both (0.1 and 0.2 do not suppress
     # across classes, but 0.1 is suppressed by 0.2 within class 2); class 3 keeps the far box
     assert pairs == {(1, 0.8), (2, 0.2), (1, 0.05), (3, 0.05)}
-    top = postprocess_detections(proposals, probs, None, (100, 100), score_threshold=0.0, max_detections=2)
+    top = postprocess_detections(
+        proposals, probs, None, (100, 100), score_threshold=0.0, max_detections=2
+    )
     assert len(top["scores"]) == 2
 
 
@@ -319,9 +357,22 @@ def test_train_rcnn_end_to_end_on_tiny_scenes(tmp_path, monkeypatch):
     torch.manual_seed(0)
     cnn = TinyCNN(size=8)
     images, targets = zip(*(scene(s) for s in range(2)))
-    proposals = [torch.cat([jittered(t["boxes"], 8, s), random_boxes(10, s, 64)]) for s, t in enumerate(targets)]
-    detector, history, regions = train_rcnn(cnn, list(images), list(targets), proposals, steps=3, batch_size=16,
-                                            size=8, ridge=10.0, progress=False, score_threshold=0.0)
+    proposals = [
+        torch.cat([jittered(t["boxes"], 8, s), random_boxes(10, s, 64)])
+        for s, t in enumerate(targets)
+    ]
+    detector, history, regions = train_rcnn(
+        cnn,
+        list(images),
+        list(targets),
+        proposals,
+        steps=3,
+        batch_size=16,
+        size=8,
+        ridge=10.0,
+        progress=False,
+        score_threshold=0.0,
+    )
     assert len(history.records) == 3 and regions.crops.shape[-1] == 8
     assert detector.regressor_weights.shape == (4, 257, 4)
     outputs = detector(list(images), proposals)
@@ -332,6 +383,15 @@ def test_train_rcnn_end_to_end_on_tiny_scenes(tmp_path, monkeypatch):
         used.append(True)
         return label_proposals(*args)
 
-    train_rcnn(TinyCNN(size=8), list(images), list(targets), proposals, steps=1, batch_size=8, size=8,
-               progress=False, label_fn=spy)
+    train_rcnn(
+        TinyCNN(size=8),
+        list(images),
+        list(targets),
+        proposals,
+        steps=1,
+        batch_size=8,
+        size=8,
+        progress=False,
+        label_fn=spy,
+    )
     assert used

@@ -12,7 +12,10 @@ from course_utils.segmentation import receptive_field as rf
 def test_closed_forms_for_plain_dilated_and_strided_stacks():
     for depth in range(1, 6):
         assert rf.receptive_field(rf.dilated_layers([1] * depth)) == 2 * depth + 1
-        assert rf.receptive_field(rf.dilated_layers([2 ** i for i in range(depth)])) == 2 ** (depth + 1) - 1
+        assert (
+            rf.receptive_field(rf.dilated_layers([2**i for i in range(depth)]))
+            == 2 ** (depth + 1) - 1
+        )
         assert rf.receptive_field([(3, 2, 1)] * depth) == 2 ** (depth + 1) - 1
     assert rf.receptive_field([]) == 1
     table = rf.receptive_field_table([(3, 2, 1), (3, 1, 2), (1, 1, 1)])
@@ -23,8 +26,14 @@ def test_closed_forms_for_plain_dilated_and_strided_stacks():
 def test_measured_receptive_field_equals_the_formula_on_random_stacks():
     generator = random.Random(0)
     for _ in range(6):
-        layers = [(generator.choice((1, 2, 3, 5)), generator.choice((1, 1, 2)), generator.choice((1, 2, 3)))
-                  for _ in range(generator.randint(1, 4))]
+        layers = [
+            (
+                generator.choice((1, 2, 3, 5)),
+                generator.choice((1, 1, 2)),
+                generator.choice((1, 2, 3)),
+            )
+            for _ in range(generator.randint(1, 4))
+        ]
         model = rf.conv_stack(layers, channels=2)
         expected = rf.receptive_field(layers)
         assert rf.measure_receptive_field(model, 2 * expected + 16) == (expected, expected)
@@ -50,7 +59,9 @@ def test_gridding_holes_with_equal_dilations_not_with_growing_ones():
 
 def test_same_parameters_whatever_the_dilation():
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert count(rf.conv_stack(rf.dilated_layers([1, 2, 4, 8]))) == count(rf.conv_stack(rf.dilated_layers([1] * 4)))
+    assert count(rf.conv_stack(rf.dilated_layers([1, 2, 4, 8]))) == count(
+        rf.conv_stack(rf.dilated_layers([1] * 4))
+    )
 
 
 def test_layers_of_reads_pools_and_rejects_rectangles():

@@ -72,12 +72,18 @@ def _secret_lines(nb) -> set[str]:
     """Solution and hidden-test lines that appear nowhere else in the source notebook."""
     secret, public = set(), set()
     for cell in nb.cells:
-        inside = _region_lines(cell.source, "BEGIN SOLUTION", "END SOLUTION")  # nbgrader's own delimiters
+        inside = _region_lines(
+            cell.source, "BEGIN SOLUTION", "END SOLUTION"
+        )  # nbgrader's own delimiters
         inside += _region_lines(cell.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
-        if _nbgrader(cell).get("solution") and not inside:  # a whole-cell solution (markdown answers)
+        if (
+            _nbgrader(cell).get("solution") and not inside
+        ):  # a whole-cell solution (markdown answers)
             inside = [line.strip() for line in cell.source.split("\n") if line.strip()]
         secret.update(inside)
-        public.update(line.strip() for line in cell.source.split("\n") if line.strip() not in inside)
+        public.update(
+            line.strip() for line in cell.source.split("\n") if line.strip() not in inside
+        )
     return secret - public
 
 
@@ -97,11 +103,21 @@ def test_solution_and_check_cells_carry_nbgrader_metadata():
     check = check_cell("check_f(f)", "check_f", points=2)
     assert solution.id == "f" and check.id == "check_f"
     assert solution.metadata.nbgrader == {
-        "grade": False, "grade_id": "f", "locked": False, "schema_version": 3, "solution": True, "task": False,
+        "grade": False,
+        "grade_id": "f",
+        "locked": False,
+        "schema_version": 3,
+        "solution": True,
+        "task": False,
     }
     assert check.metadata.nbgrader == {
-        "grade": True, "grade_id": "check_f", "locked": True, "points": 2, "schema_version": 3,
-        "solution": False, "task": False,
+        "grade": True,
+        "grade_id": "check_f",
+        "locked": True,
+        "points": 2,
+        "schema_version": 3,
+        "solution": False,
+        "task": False,
     }
     nb = nbformat.v4.new_notebook(cells=[solution, check])
     nbformat.validate(nb)
@@ -134,7 +150,9 @@ def _nb(*cells):
 def test_nbgrader_problems_finds_each_mistake():
     good = solution_cell(SOLUTION_SOURCE, "f")
     duplicate = check_cell("check(f)", "f", points=1)
-    duplicate.id = "f-again"  # nbformat cell ids must stay unique; the grade_id is what is duplicated
+    duplicate.id = (
+        "f-again"  # nbformat cell ids must stay unique; the grade_id is what is duplicated
+    )
     no_points = check_cell("check(f)", "c", points=1)
     del no_points.metadata.nbgrader["points"]
     old_schema = check_cell("check(f)", "old", points=1)
@@ -142,12 +160,26 @@ def test_nbgrader_problems_finds_each_mistake():
     no_region = solution_cell(SOLUTION_SOURCE, "g")
     no_region.source = "def g(x):\n    return x"
     loose = nbformat.v4.new_code_cell(SOLUTION_SOURCE)
-    hidden_outside = solution_cell(SOLUTION_SOURCE + "\n### BEGIN HIDDEN TESTS\nassert 1\n### END HIDDEN TESTS", "h")
+    hidden_outside = solution_cell(
+        SOLUTION_SOURCE + "\n### BEGIN HIDDEN TESTS\nassert 1\n### END HIDDEN TESTS", "h"
+    )
     region_in_check = check_cell("check(f)", "k", points=1)
     region_in_check.source = SOLUTION_SOURCE
     missing_keys = nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"grade": True}})
-    prose = nbformat.v4.new_markdown_cell("Write code between the `### BEGIN SOLUTION` and\n`### END SOLUTION` lines.")
-    cells = [good, duplicate, no_points, old_schema, no_region, loose, hidden_outside, region_in_check, missing_keys]
+    prose = nbformat.v4.new_markdown_cell(
+        "Write code between the `### BEGIN SOLUTION` and\n`### END SOLUTION` lines."
+    )
+    cells = [
+        good,
+        duplicate,
+        no_points,
+        old_schema,
+        no_region,
+        loose,
+        hidden_outside,
+        region_in_check,
+        missing_keys,
+    ]
     problems = nbgrader_problems(_nb(*cells, prose))
     text = "\n".join(problems)
     for words in [
@@ -200,7 +232,10 @@ def test_release_of_the_example(tmp_path):
             assert after.metadata["deletable"] is False
             assert len(_nbgrader(after)["checksum"]) == 32
         elif meta.get("grade"):
-            assert BEGIN_HIDDEN_TESTS not in after.source and "check_box_area(box_area)" in after.source
+            assert (
+                BEGIN_HIDDEN_TESTS not in after.source
+                and "check_box_area(box_area)" in after.source
+            )
             assert after.metadata["editable"] is False
         else:
             assert after.source == before.source
@@ -214,7 +249,9 @@ def test_release_hides_every_solution_line(path):
     released = release_notebook(path)
     leaked = _secret_lines(source) & _all_lines(released)
     assert not leaked, f"solution lines left in the release: {sorted(leaked)}"
-    assert "BEGIN SOLUTION" not in json.dumps(released) and "END SOLUTION" not in json.dumps(released)
+    assert "BEGIN SOLUTION" not in json.dumps(released) and "END SOLUTION" not in json.dumps(
+        released
+    )
     assert all(c.outputs == [] for c in released.cells if c.cell_type == "code")
     solutions = sum(bool(_nbgrader(c).get("solution")) for c in source.cells)
     assert sum(STUB in c.source for c in released.cells) >= solutions - sum(
@@ -226,7 +263,9 @@ def test_release_all_writes_prunes_and_keeps_other_files(tmp_path, capsys):
     source, out = tmp_path / "src", tmp_path / "out"
     source.mkdir()
     (source / "a.ipynb").write_text(FIXTURE.read_text())
-    (source / "b.ipynb").write_text(nbformat.writes(_nb(nbformat.v4.new_markdown_cell("no assignment"))))
+    (source / "b.ipynb").write_text(
+        nbformat.writes(_nb(nbformat.v4.new_markdown_cell("no assignment")))
+    )
     out.mkdir()
     (out / "stale.ipynb").write_text("{}")
     (out / "README.md").write_text("kept")
@@ -257,7 +296,9 @@ def test_committed_release_matches_make_release():
     """release/ is committed for Colab; it must be exactly what `make release` writes."""
     sources = source_notebooks(NOTEBOOKS) if NOTEBOOKS.is_dir() else []
     committed = sorted(RELEASE.glob("*.ipynb")) if RELEASE.is_dir() else []
-    assert [p.name for p in committed] == [p.name for p in sources], "run `make release` and commit release/"
+    assert [p.name for p in committed] == [p.name for p in sources], (
+        "run `make release` and commit release/"
+    )
     for src in sources:
         generated = json.loads(nbformat.writes(release_notebook(src)))
         assert json.loads((RELEASE / src.name).read_text(encoding="utf-8")) == generated, (
@@ -272,11 +313,15 @@ def test_committed_release_matches_make_release():
 
 def _client(nb, cwd: Path) -> NotebookClient:
     kernel = nb.metadata.get("kernelspec", {}).get("name", "python3")
-    return NotebookClient(nb, timeout=300, kernel_name=kernel, resources={"metadata": {"path": str(cwd)}})
+    return NotebookClient(
+        nb, timeout=300, kernel_name=kernel, resources={"metadata": {"path": str(cwd)}}
+    )
 
 
 def _stdout(cell) -> str:
-    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
+    return "".join(
+        o.get("text", "") for o in cell.outputs if o.output_type == "stream" and o.name == "stdout"
+    )
 
 
 def _first_check(nb) -> int | None:
@@ -295,13 +340,19 @@ def _write_release(path: Path, tmp_path: Path):
 def _run_until_the_first_check_fails(client: NotebookClient, nb) -> int:
     """Run cells in order up to the first graded check; assert it stops there (or at a solution stub before)."""
     first_check = _first_check(nb)
-    first_assignment = min(i for i, c in enumerate(nb.cells) if _nbgrader(c).get("solution") or _is_check(c))
+    first_assignment = min(
+        i for i, c in enumerate(nb.cells) if _nbgrader(c).get("solution") or _is_check(c)
+    )
     for index, cell in enumerate(nb.cells[: first_check + 1]):
         try:
             client.execute_cell(cell, index)
         except CellExecutionError as error:
-            assert first_assignment <= index, f"cell {index} failed before any assignment cell: {error.ename}"
-            assert error.ename in {"NotImplementedError", "CheckFailed"}, f"cell {index} raised {error.ename}"
+            assert first_assignment <= index, (
+                f"cell {index} failed before any assignment cell: {error.ename}"
+            )
+            assert error.ename in {"NotImplementedError", "CheckFailed"}, (
+                f"cell {index} raised {error.ename}"
+            )
             if index == first_check:
                 assert "is not written yet" in json.dumps(cell.outputs)
             return first_check
@@ -310,11 +361,15 @@ def _run_until_the_first_check_fails(client: NotebookClient, nb) -> int:
 
 def _set_reference_solutions(client: NotebookClient, nb, value: bool) -> bool:
     """Edit and re-run the settings cell, as a student does; False if the notebook has none."""
-    index = next((i for i, c in enumerate(nb.cells) if "USE_REFERENCE_SOLUTIONS =" in c.source), None)
+    index = next(
+        (i for i, c in enumerate(nb.cells) if "USE_REFERENCE_SOLUTIONS =" in c.source), None
+    )
     if index is None:
         return False
     cell = nb.cells[index]
-    cell.source = cell.source.replace(f"USE_REFERENCE_SOLUTIONS = {not value}", f"USE_REFERENCE_SOLUTIONS = {value}")
+    cell.source = cell.source.replace(
+        f"USE_REFERENCE_SOLUTIONS = {not value}", f"USE_REFERENCE_SOLUTIONS = {value}"
+    )
     assert f"USE_REFERENCE_SOLUTIONS = {value}" in cell.source
     client.execute_cell(cell, index)
     return True
@@ -323,7 +378,12 @@ def _set_reference_solutions(client: NotebookClient, nb, value: bool) -> bool:
 def _run_through_the_fallback(client: NotebookClient, nb, after: int) -> int | None:
     """Run the cells after ``after`` up to the next fallback cell; return its index (None if there is none)."""
     fallback = next(
-        (i for i in range(after + 1, len(nb.cells)) if "use_reference_if_stuck(" in nb.cells[i].source), None
+        (
+            i
+            for i in range(after + 1, len(nb.cells))
+            if "use_reference_if_stuck(" in nb.cells[i].source
+        ),
+        None,
     )
     if fallback is None:
         return None
@@ -372,7 +432,9 @@ def test_example_notebook_as_a_student_and_as_the_instructor_run_it(tmp_path):
         for name in ("box_area", "check_box_area"):
             client.execute_cell(nb.cells[cell[name]], cell[name])
         check_output = _stdout(nb.cells[cell["check_box_area"]])
-        assert check_output.startswith("✓ box_area: all ") and check_output.endswith(" cases pass\n")
+        assert check_output.startswith("✓ box_area: all ") and check_output.endswith(
+            " cases pass\n"
+        )
         assert _set_reference_solutions(client, nb, False)
         for name in ("fallback_box_area", "later"):
             client.execute_cell(nb.cells[cell[name]], cell[name])

@@ -35,20 +35,39 @@ def finished(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     notebooks = root / "nbs"
     notebooks.mkdir()
-    ok = _write(notebooks, "tiny_ok", new_markdown_cell("# A tiny notebook"), new_code_cell(OK_SOURCE),
-                new_code_cell("print(6 * 7)"))
-    failing = _write(notebooks, "tiny_fail", new_code_cell("from course_utils.core.results import record\n"
-                                                           "record('tiny_fail', 'loss', 1.0)"),
-                     new_code_cell("1 / 0"), new_code_cell("print('never reached')"))
+    ok = _write(
+        notebooks,
+        "tiny_ok",
+        new_markdown_cell("# A tiny notebook"),
+        new_code_cell(OK_SOURCE),
+        new_code_cell("print(6 * 7)"),
+    )
+    failing = _write(
+        notebooks,
+        "tiny_fail",
+        new_code_cell(
+            "from course_utils.core.results import record\nrecord('tiny_fail', 'loss', 1.0)"
+        ),
+        new_code_cell("1 / 0"),
+        new_code_cell("print('never reached')"),
+    )
     out = root / "build"
     (out / "results").mkdir(parents=True)
     stale = [{"notebook": "old", "name": "stale", "value": 1.0, "unit": "", "note": ""}]
     (out / "results" / "old.json").write_text(json.dumps(stale))
-    code = report.main(["--notebooks", str(ok), str(failing), "--out", str(out), "--timeout", "120"])
+    code = report.main(
+        ["--notebooks", str(ok), str(failing), "--out", str(out), "--timeout", "120"]
+    )
     summary = json.loads((out / "report.json").read_text())
     runs = {run["notebook"]: run for run in summary["notebooks"]}
-    return {"code": code, "out": out, "notebooks": notebooks, "summary": summary, "runs": runs,
-            "markdown": (out / "report.md").read_text()}
+    return {
+        "code": code,
+        "out": out,
+        "notebooks": notebooks,
+        "summary": summary,
+        "runs": runs,
+        "markdown": (out / "report.md").read_text(),
+    }
 
 
 def test_exit_status_is_non_zero_when_a_notebook_fails(finished):
@@ -84,7 +103,7 @@ def test_recorded_results_are_gathered_per_notebook_and_stale_ones_dropped(finis
 def test_markdown_has_one_table_row_per_notebook(finished):
     lines = finished["markdown"].splitlines()
     header = lines.index("| notebook | status | runtime s | peak MB | recorded results |")
-    rows = [line for line in lines[header + 2:] if line.startswith("|")]
+    rows = [line for line in lines[header + 2 :] if line.startswith("|")]
     assert len(rows) == 2
     ok_row = next(row for row in rows if row.startswith("| tiny_ok "))
     fail_row = next(row for row in rows if row.startswith("| tiny_fail "))
@@ -121,11 +140,15 @@ def test_executed_copies_keep_outputs_but_not_the_memory_cell(finished):
 
 # --------------------------------------------------------------------------- pieces, without kernels
 
+
 def test_find_notebooks_expands_folders_and_rejects_what_is_not_a_notebook(tmp_path):
     for name in ("b.ipynb", "a.ipynb", ".hidden.ipynb", "notes.txt"):
         (tmp_path / name).write_text("{}")
     assert [p.name for p in report.find_notebooks([tmp_path])] == ["a.ipynb", "b.ipynb"]
-    assert [p.name for p in report.find_notebooks([tmp_path / "b.ipynb", tmp_path])] == ["b.ipynb", "a.ipynb"]
+    assert [p.name for p in report.find_notebooks([tmp_path / "b.ipynb", tmp_path])] == [
+        "b.ipynb",
+        "a.ipynb",
+    ]
     with pytest.raises(FileNotFoundError):
         report.find_notebooks([tmp_path / "missing.ipynb"])
     with pytest.raises(ValueError, match="not a notebook"):
@@ -149,16 +172,31 @@ def test_budget_flags():
 
 
 def test_format_markdown_flags_over_budget_and_escapes_pipes():
-    runs = [report.NotebookRun("03_rcnn", "a", "ok", runtime_s=150.0, peak_mb=100.0,
-                               over_budget=report.budget_flags(150.0, 100.0),
-                               results=[{"name": "AP|50", "value": 0.123456, "unit": ""}]),
-            report.NotebookRun("04_fast_rcnn", "b", "failed", error="CellTimeoutError: too slow (cell 5)")]
-    text = report.format_markdown(runs, [{"notebook": "zz", "name": "x", "value": 2.0, "unit": "s"}])
+    runs = [
+        report.NotebookRun(
+            "03_rcnn",
+            "a",
+            "ok",
+            runtime_s=150.0,
+            peak_mb=100.0,
+            over_budget=report.budget_flags(150.0, 100.0),
+            results=[{"name": "AP|50", "value": 0.123456, "unit": ""}],
+        ),
+        report.NotebookRun(
+            "04_fast_rcnn", "b", "failed", error="CellTimeoutError: too slow (cell 5)"
+        ),
+    ]
+    text = report.format_markdown(
+        runs, [{"notebook": "zz", "name": "x", "value": 2.0, "unit": "s"}]
+    )
     assert "| 03_rcnn | ok, **over budget** | **150.0** | 100 | AP\\|50 = 0.1235 |" in text
     assert "| 04_fast_rcnn | **failed**: CellTimeoutError | – | – | – |" in text
     assert "03_rcnn: runtime 150 s > 120 s" in text
     assert "zz: x = 2 s" in text
-    assert report.format_result({"name": "speed", "value": 12.0, "unit": "ms/image"}) == "speed = 12 ms/image"
+    assert (
+        report.format_result({"name": "speed", "value": 12.0, "unit": "ms/image"})
+        == "speed = 12 ms/image"
+    )
 
 
 def test_peak_memory_from_proc_matches_getrusage():
@@ -172,7 +210,9 @@ def test_peak_memory_from_proc_matches_getrusage():
 
 
 def test_kernel_environment_sets_fresh_folders_and_drops_the_agg_backend(tmp_path):
-    env = report.kernel_environment(tmp_path / "r", tmp_path / "c", {"MPLBACKEND": "Agg", "HOME": "/h"})
+    env = report.kernel_environment(
+        tmp_path / "r", tmp_path / "c", {"MPLBACKEND": "Agg", "HOME": "/h"}
+    )
     assert env["COURSE_RESULTS_DIR"] == str(tmp_path / "r")
     assert env["COURSE_CHECKPOINT_DIR"] == str(tmp_path / "c")
     assert "MPLBACKEND" not in env and env["HOME"] == "/h"
@@ -193,8 +233,12 @@ def test_main_exit_status_and_strict_budget(tmp_path, monkeypatch):
 
 
 def test_runs_as_a_module():
-    completed = subprocess.run([sys.executable, "-m", "course_utils.instructor.report", "--help"], capture_output=True,
-                               text=True, timeout=60)
+    completed = subprocess.run(
+        [sys.executable, "-m", "course_utils.instructor.report", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert completed.returncode == 0
     assert "--notebooks" in completed.stdout and "--out" in completed.stdout
 
@@ -202,9 +246,26 @@ def test_runs_as_a_module():
 def test_a_relative_out_folder_still_gathers_the_results(tmp_path, monkeypatch):
     # `make report` passes "--out build"; the kernel runs in the notebooks' folder, not in the working directory
     (tmp_path / "nbs").mkdir()
-    notebook = _write(tmp_path / "nbs", "tiny_relative", new_code_cell(
-        "from course_utils.core.results import record\nrecord('tiny_relative', 'accuracy', 0.75)"))
+    notebook = _write(
+        tmp_path / "nbs",
+        "tiny_relative",
+        new_code_cell(
+            "from course_utils.core.results import record\nrecord('tiny_relative', 'accuracy', 0.75)"
+        ),
+    )
     monkeypatch.chdir(tmp_path)
-    assert report.main(["--notebooks", str(notebook.relative_to(tmp_path)), "--out", "build", "--timeout", "120"]) == 0
+    assert (
+        report.main(
+            [
+                "--notebooks",
+                str(notebook.relative_to(tmp_path)),
+                "--out",
+                "build",
+                "--timeout",
+                "120",
+            ]
+        )
+        == 0
+    )
     assert "accuracy = 0.75" in (tmp_path / "build" / "report.md").read_text()
     assert not (tmp_path / "nbs" / "build").exists()

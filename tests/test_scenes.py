@@ -54,9 +54,18 @@ def test_same_seed_gives_identical_bytes_and_other_seeds_differ():
 
 
 def test_splits_use_disjoint_seeds_and_give_different_images():
-    seeds = {split: {scene_seed(split, i) for i in range(1000)} for split in ("train", "val", "test")}
-    assert not seeds["train"] & seeds["val"] and not seeds["train"] & seeds["test"] and not seeds["val"] & seeds["test"]
-    images = {split: generate_scene(scene_seed(split, 0), SMALL).image.tobytes() for split in ("train", "val", "test")}
+    seeds = {
+        split: {scene_seed(split, i) for i in range(1000)} for split in ("train", "val", "test")
+    }
+    assert (
+        not seeds["train"] & seeds["val"]
+        and not seeds["train"] & seeds["test"]
+        and not seeds["val"] & seeds["test"]
+    )
+    images = {
+        split: generate_scene(scene_seed(split, 0), SMALL).image.tobytes()
+        for split in ("train", "val", "test")
+    }
     assert len(set(images.values())) == 3
 
 
@@ -88,7 +97,9 @@ def test_masks_are_disjoint_and_agree_with_the_semantic_map(scenes):
 
 
 def test_occlusion_keeps_enough_of_every_instance():
-    config = SceneConfig(size=96, min_objects=6, max_objects=6, min_visible_fraction=0.5, min_visible_pixels=20)
+    config = SceneConfig(
+        size=96, min_objects=6, max_objects=6, min_visible_fraction=0.5, min_visible_pixels=20
+    )
     occluded = 0
     for index in range(15):
         scene = generate_scene(scene_seed("val", index), config)
@@ -101,7 +112,9 @@ def test_occlusion_keeps_enough_of_every_instance():
 def test_dataset_varies_in_classes_sizes_counts_and_stuff(scenes):
     labels = np.concatenate([s.labels for s in scenes])
     assert set(labels.tolist()) == {1, 2, 3}
-    sides = np.concatenate([np.maximum(s.boxes[:, 2] - s.boxes[:, 0], s.boxes[:, 3] - s.boxes[:, 1]) for s in scenes])
+    sides = np.concatenate(
+        [np.maximum(s.boxes[:, 2] - s.boxes[:, 0], s.boxes[:, 3] - s.boxes[:, 1]) for s in scenes]
+    )
     low, high = SceneConfig().object_size_range()
     assert high / low >= 4  # the sampled sizes span 4x; visible boxes of rotated shapes a bit less
     assert sides.max() / sides.min() >= 3.5 and sides.min() <= 1.1 * low
@@ -121,7 +134,11 @@ def test_colour_does_not_give_the_class_away(scenes):
 
 def test_zero_objects_are_allowed():
     scene = generate_scene(7, SceneConfig(size=64, min_objects=0, max_objects=0))
-    assert scene.boxes.shape == (0, 4) and scene.masks.shape == (0, 64, 64) and scene.labels.shape == (0,)
+    assert (
+        scene.boxes.shape == (0, 4)
+        and scene.masks.shape == (0, 64, 64)
+        and scene.labels.shape == (0,)
+    )
     assert (scene.semantic < len(STUFF_CLASSES)).all()
 
 
@@ -148,15 +165,18 @@ def test_config_hash_changes_with_the_config():
     assert dataclasses.is_dataclass(SceneConfig) and SceneConfig().to_dict()["size"] == 128
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(size=16), "size"),
-    (dict(size=64, max_object_size=80), "max_object_size"),
-    (dict(min_object_size=30, max_object_size=20), "min_object_size"),
-    (dict(min_objects=3, max_objects=2), "max_objects"),
-    (dict(min_visible_fraction=1.5), "min_visible_fraction"),
-    (dict(max_distractors=-1), "max_distractors"),
-    (dict(thing_texture_strength=2.0), "thing_texture_strength"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(size=16), "size"),
+        (dict(size=64, max_object_size=80), "max_object_size"),
+        (dict(min_object_size=30, max_object_size=20), "min_object_size"),
+        (dict(min_objects=3, max_objects=2), "max_objects"),
+        (dict(min_visible_fraction=1.5), "min_visible_fraction"),
+        (dict(max_distractors=-1), "max_distractors"),
+        (dict(thing_texture_strength=2.0), "thing_texture_strength"),
+    ],
+)
 def test_bad_config_values_are_rejected_with_the_field_name(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SceneConfig(**kwargs)

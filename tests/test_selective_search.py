@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.detection import selective_search as ss
 from course_utils.data.scenes import generate_scene, scene_seed
+from course_utils.detection import selective_search as ss
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +44,17 @@ def test_as_hwc_float_accepts_the_course_formats_and_agrees():
     assert ss.as_hwc_float(np.zeros((4, 4, 1))).shape == (4, 4, 3)
 
 
-@pytest.mark.parametrize("bad, error", [
-    (np.zeros((4, 4)), ValueError), (np.full((4, 4, 3), 200.0), ValueError), (np.zeros((4, 4, 3), np.int32), TypeError),
-    (torch.zeros(4, 4, 3), ValueError), ([[0.0]], TypeError), (np.zeros((1, 5, 3)), ValueError)])
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        (np.zeros((4, 4)), ValueError),
+        (np.full((4, 4, 3), 200.0), ValueError),
+        (np.zeros((4, 4, 3), np.int32), TypeError),
+        (torch.zeros(4, 4, 3), ValueError),
+        ([[0.0]], TypeError),
+        (np.zeros((1, 5, 3)), ValueError),
+    ],
+)
 def test_as_hwc_float_rejects_other_formats(bad, error):
     with pytest.raises(error):
         ss.as_hwc_float(bad)
@@ -63,8 +71,12 @@ def test_convert_color_maps_into_unit_range(space):
 def test_convert_color_known_values():
     white = np.ones((2, 2, 3))
     np.testing.assert_allclose(ss.convert_color(white, "lab")[..., 0], 1.0, atol=1e-6)
-    np.testing.assert_allclose(ss.convert_color(white, "rgi"), np.broadcast_to([1 / 3, 1 / 3, 1.0], (2, 2, 3)))
-    np.testing.assert_allclose(ss.convert_color(np.zeros((2, 2, 3)), "rgi")[..., :2], 1 / 3)  # black: no division by 0
+    np.testing.assert_allclose(
+        ss.convert_color(white, "rgi"), np.broadcast_to([1 / 3, 1 / 3, 1.0], (2, 2, 3))
+    )
+    np.testing.assert_allclose(
+        ss.convert_color(np.zeros((2, 2, 3)), "rgi")[..., :2], 1 / 3
+    )  # black: no division by 0
     red = np.zeros((1, 1, 3))
     red[..., 0] = 1
     np.testing.assert_allclose(ss.convert_color(red, "hsv")[0, 0], [0.0, 1.0, 1.0])
@@ -98,7 +110,9 @@ def test_smaller_k_gives_more_regions(scene_image):
 def test_region_sizes_boxes_and_adjacency_of_a_known_map():
     labels = three_regions()
     np.testing.assert_array_equal(ss.region_sizes(labels), [24, 12, 12])
-    np.testing.assert_array_equal(ss.region_boxes(labels), [[0, 0, 4, 6], [4, 0, 8, 3], [4, 3, 8, 6]])
+    np.testing.assert_array_equal(
+        ss.region_boxes(labels), [[0, 0, 4, 6], [4, 0, 8, 3], [4, 3, 8, 6]]
+    )
     np.testing.assert_array_equal(ss.region_adjacency(labels), [[0, 1], [0, 2], [1, 2]])
     diagonal = np.array([[0, 1], [1, 0]])  # 4-connectivity: 0 and 0 do not touch through the corner
     np.testing.assert_array_equal(ss.region_adjacency(diagonal), [[0, 1]])
@@ -161,7 +175,9 @@ def test_histogram_intersection_closed_forms():
     assert ss.histogram_intersection(a, b) == pytest.approx(0.5)
     assert ss.histogram_intersection(a, a) == pytest.approx(1.0)
     assert ss.histogram_intersection(a, np.array([0.0, 0.0, 1.0])) == 0.0
-    np.testing.assert_allclose(ss.histogram_intersection(a, np.stack([a, b])), [1.0, 0.5])  # broadcasts
+    np.testing.assert_allclose(
+        ss.histogram_intersection(a, np.stack([a, b])), [1.0, 0.5]
+    )  # broadcasts
 
 
 def test_size_and_fill_similarity_closed_forms():
@@ -191,10 +207,13 @@ def small_graph() -> ss.RegionGraph:
     image[3:, 4:] = 0.5
     count = 3
     return ss.RegionGraph.from_initial(
-        ss.region_sizes(labels), ss.region_boxes(labels),
+        ss.region_sizes(labels),
+        ss.region_boxes(labels),
         ss.region_histograms(labels, ss.color_bins(image), ss.COLOR_BINS, count),
         ss.region_histograms(labels, ss.texture_bins(image), ss.TEXTURE_BINS, count),
-        ss.region_adjacency(labels), labels.size)
+        ss.region_adjacency(labels),
+        labels.size,
+    )
 
 
 def test_region_graph_holds_room_for_every_merge():
@@ -205,7 +224,9 @@ def test_region_graph_holds_room_for_every_merge():
     graph.color[4] = 1.0  # the properties are views on one array
     assert graph.histograms[4, :75].sum() == 75
     with pytest.raises(ValueError, match="same R"):
-        ss.RegionGraph.from_initial(np.ones(2), np.zeros((3, 4)), np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((0, 2)), 9)
+        ss.RegionGraph.from_initial(
+            np.ones(2), np.zeros((3, 4)), np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((0, 2)), 9
+        )
 
 
 def test_merge_regions_weights_by_size_and_updates_every_neighbourhood():
@@ -224,10 +245,14 @@ def test_merge_regions_weights_by_size_and_updates_every_neighbourhood():
 def test_pair_similarity_sums_the_chosen_measures():
     graph = small_graph()
     all_four = ss.pair_similarity(graph, 0, [1, 2], ss.similarity_weights("CTSF"))
-    parts = [ss.pair_similarity(graph, 0, [1, 2], ss.similarity_weights(letter)) for letter in "CTSF"]
+    parts = [
+        ss.pair_similarity(graph, 0, [1, 2], ss.similarity_weights(letter)) for letter in "CTSF"
+    ]
     np.testing.assert_allclose(all_four, np.sum(parts, axis=0))
     np.testing.assert_allclose(parts[2], 1 - (24 + np.array([12, 12])) / 48)
-    np.testing.assert_allclose(parts[3], [0.75, 0.75])  # union box 8x6 = 48 px, 12 of them in neither region
+    np.testing.assert_allclose(
+        parts[3], [0.75, 0.75]
+    )  # union box 8x6 = 48 px, 12 of them in neither region
 
 
 def test_hierarchical_grouping_merges_the_most_similar_pair_first():
@@ -246,13 +271,19 @@ def test_hierarchical_grouping_merges_the_most_similar_pair_first():
 
 
 def test_size_similarity_alone_merges_small_regions_first(scene_image):
-    graph, _ = ss.region_graph(ss.as_hwc_float(scene_image), ss.Strategy("hsv", 100.0, "S", min_size=20))
-    sizes = graph.size[:graph.count].copy()
+    graph, _ = ss.region_graph(
+        ss.as_hwc_float(scene_image), ss.Strategy("hsv", 100.0, "S", min_size=20)
+    )
+    sizes = graph.size[: graph.count].copy()
     merges, _ = ss.hierarchical_grouping(graph, "S")
     first_total = sizes[merges[0, 0]] + sizes[merges[0, 1]]
-    touching = [(i, j) for i, others in ss.region_graph(ss.as_hwc_float(scene_image),
-                                                       ss.Strategy("hsv", 100.0, "S", min_size=20))[0].neighbours.items()
-                for j in others]
+    touching = [
+        (i, j)
+        for i, others in ss.region_graph(
+            ss.as_hwc_float(scene_image), ss.Strategy("hsv", 100.0, "S", min_size=20)
+        )[0].neighbours.items()
+        for j in others
+    ]
     assert first_total == min(sizes[i] + sizes[j] for i, j in touching)
 
 
@@ -287,7 +318,9 @@ def test_labels_at_every_step(scene_hierarchy):
 def test_the_dict_version_of_the_merge_gives_the_same_hierarchy(scene_image):
     strategy = ss.Strategy("lab", 100.0, "CTSF", min_size=20)
     fast = ss.build_hierarchy(scene_image, strategy)
-    readable = ss.build_hierarchy(scene_image, strategy, merge_fn=ss.merge_fn_from_dicts(ss.merge_region_dicts))
+    readable = ss.build_hierarchy(
+        scene_image, strategy, merge_fn=ss.merge_fn_from_dicts(ss.merge_region_dicts)
+    )
     np.testing.assert_array_equal(fast.merges, readable.merges)
     np.testing.assert_array_equal(fast.boxes, readable.boxes)
 
@@ -298,7 +331,9 @@ def test_region_dict_and_similarities_agree_with_the_arrays():
     assert set(region) == set(ss.REGION_KEYS) and region["neighbours"] == frozenset({1, 2})
     assert region["color"].dtype == torch.float64 and region["size"].ndim == 0
     values = ss.region_similarities(region, ss.region_dict(graph, 2), (6, 8))
-    expected = [ss.pair_similarity(graph, 0, [2], ss.similarity_weights(letter))[0] for letter in "CTSF"]
+    expected = [
+        ss.pair_similarity(graph, 0, [2], ss.similarity_weights(letter))[0] for letter in "CTSF"
+    ]
     np.testing.assert_allclose(values.numpy(), expected)
     merged = ss.merge_region_dicts(region, ss.region_dict(graph, 1), 3)
     ss.merge_regions(graph, 0, 1)
@@ -315,7 +350,9 @@ def test_strategies_of_each_mode():
     assert len(ss.strategies("single")) == 1
     fast = ss.strategies("fast")
     assert len(fast) == 8 and {s.color_space for s in fast} == {"hsv", "lab"}
-    assert {s.measures for s in fast} == {"CTSF", "TSF"} and {s.scale for s in fast} == set(ss.DEFAULT_SCALES[:2])
+    assert {s.measures for s in fast} == {"CTSF", "TSF"} and {s.scale for s in fast} == set(
+        ss.DEFAULT_SCALES[:2]
+    )
     quality = ss.strategies("quality")
     assert len(quality) == 80 and len(set(quality)) == 80
     assert ss.strategies("fast", scales=(7, 9))[0].scale == 7
@@ -341,11 +378,16 @@ def test_rank_proposals_removes_duplicates_and_keeps_the_best_rank():
 
 
 def test_random_ranking_puts_the_tops_of_hierarchies_first_on_average():
-    boxes = [np.array([[0, 0, i + 1, 1] for i in range(100)], dtype=np.float32) + [0, h, 0, h] for h in range(5)]
+    boxes = [
+        np.array([[0, 0, i + 1, 1] for i in range(100)], dtype=np.float32) + [0, h, 0, h]
+        for h in range(5)
+    ]
     ranks = []
     for seed in range(20):
         ranked = ss.rank_proposals(boxes, seed=seed)
-        ranks.append(np.nonzero((ranked[:, 2] == 100))[0].mean())  # the last created boxes (position 1)
+        ranks.append(
+            np.nonzero((ranked[:, 2] == 100))[0].mean()
+        )  # the last created boxes (position 1)
     assert np.mean(ranks) < 25  # position 1 sorts ahead of most of the 500 boxes
 
 
@@ -353,10 +395,16 @@ def test_selective_search_returns_ranked_unique_boxes_inside_the_image(scene_ima
     boxes = ss.selective_search(scene_image, mode="single")
     assert isinstance(boxes, torch.Tensor) and boxes.dtype == torch.float32 and boxes.shape[1] == 4
     assert len(torch.unique(boxes, dim=0)) == len(boxes)
-    assert (boxes[:, :2] >= 0).all() and (boxes[:, 2:] <= 128).all() and (boxes[:, 2:] > boxes[:, :2]).all()
+    assert (
+        (boxes[:, :2] >= 0).all()
+        and (boxes[:, 2:] <= 128).all()
+        and (boxes[:, 2:] > boxes[:, :2]).all()
+    )
     assert any(torch.equal(b, torch.tensor([0.0, 0.0, 128.0, 128.0])) for b in boxes)
     assert torch.equal(boxes, ss.selective_search(scene_image, mode="single"))
-    assert torch.equal(ss.selective_search(scene_image, mode="single", max_proposals=10), boxes[:10])
+    assert torch.equal(
+        ss.selective_search(scene_image, mode="single", max_proposals=10), boxes[:10]
+    )
     tensor_image = torch.from_numpy(scene_image).permute(2, 0, 1).float() / 255
     assert ss.selective_search(tensor_image, mode="single").shape == boxes.shape
     with pytest.raises(ValueError, match="max_proposals"):
@@ -367,7 +415,9 @@ def test_selective_search_returns_ranked_unique_boxes_inside_the_image(scene_ima
 
 def test_diversification_finds_more_boxes_than_one_strategy(scene_image):
     single = ss.selective_search(scene_image, mode="single")
-    two = ss.selective_search(scene_image, strategy_list=(ss.Strategy("hsv", 50.0), ss.Strategy("lab", 50.0)))
+    two = ss.selective_search(
+        scene_image, strategy_list=(ss.Strategy("hsv", 50.0), ss.Strategy("lab", 50.0))
+    )
     assert len(two) > len(single)
 
 
@@ -394,6 +444,7 @@ def test_opencv_status_and_boxes():
     assert boxes.dtype == torch.float32 and boxes.shape[1] == 4
     assert [0.0, 0.0, 64.0, 64.0] in boxes.tolist()  # xyxy with exclusive x2 = x + w
     from torchvision.ops import box_iou
+
     assert box_iou(torch.tensor([[20.0, 10.0, 40.0, 30.0]]), boxes).max() > 0.8  # the red square
     assert len(ss.opencv_selective_search(image, mode="fast", max_proposals=3)) <= 3
     ours = ss.opencv_selective_search(image, mode="quality", scales=(50, 100), min_size=10)

@@ -7,16 +7,50 @@ import torch
 from torch import nn
 from torchvision.ops import box_iou
 
-from course_utils.detection.classifiers import (CropClassifier, RandomQuarterTurn, Standardize, classifier_accuracy,
-                                      crop_augmentation, predict_proba, train_crop_classifier)
-from course_utils.detection.faces import (ASTRONAUT_FACE_BOX, FACE_SIZE, FaceCrops, astronaut_gray, detect_faces, face_datasets,
-                                face_training_set, hardest_negatives, load_lfw_faces, negative_patches, pyramid_scales)
-from course_utils.detection.sliding_window import (SlidingWindowDetector, WindowCrops, background_mask, best_window_iou,
-                                         classify_windows, count_windows, crop_windows, grid_shape,
-                                         hard_background_crops, image_pyramid, multiscale_windows,
-                                         pretrained_crop_classifier, pyramid_windows, recall_at_iou,
-                                         scene_classifier_training_set, score_map, shrink_boxes, unfold_windows,
-                                         window_grid, windows_to_detections)
+from course_utils.detection.classifiers import (
+    CropClassifier,
+    RandomQuarterTurn,
+    Standardize,
+    classifier_accuracy,
+    crop_augmentation,
+    predict_proba,
+    train_crop_classifier,
+)
+from course_utils.detection.faces import (
+    ASTRONAUT_FACE_BOX,
+    FACE_SIZE,
+    FaceCrops,
+    astronaut_gray,
+    detect_faces,
+    face_datasets,
+    face_training_set,
+    hardest_negatives,
+    load_lfw_faces,
+    negative_patches,
+    pyramid_scales,
+)
+from course_utils.detection.sliding_window import (
+    SlidingWindowDetector,
+    WindowCrops,
+    background_mask,
+    best_window_iou,
+    classify_windows,
+    count_windows,
+    crop_windows,
+    grid_shape,
+    hard_background_crops,
+    image_pyramid,
+    multiscale_windows,
+    pretrained_crop_classifier,
+    pyramid_windows,
+    recall_at_iou,
+    scene_classifier_training_set,
+    score_map,
+    shrink_boxes,
+    unfold_windows,
+    window_grid,
+    windows_to_detections,
+)
 
 
 def _square_image(size=64, box=(20, 24, 36, 40), channels=3):
@@ -38,7 +72,7 @@ class CentreVsBorder(nn.Module):
 
     def forward(self, crops):
         s, i = self.crop_size, self.inner
-        centre = crops[:, :, i:s - i, i:s - i].mean(dim=(1, 2, 3))
+        centre = crops[:, :, i : s - i, i : s - i].mean(dim=(1, 2, 3))
         total = crops.mean(dim=(1, 2, 3)) * s * s
         border = (total - centre * (s - 2 * i) ** 2) / (s * s - (s - 2 * i) ** 2)
         score = 20 * (centre - border - 0.5)
@@ -48,7 +82,9 @@ class CentreVsBorder(nn.Module):
 # --------------------------------------------------------------------------- grids
 
 
-@pytest.mark.parametrize("size,window,stride,padding", [((64, 64), 16, 8, 0), ((48, 80), 20, 6, 0), ((64, 64), 30, 7, 5)])
+@pytest.mark.parametrize(
+    "size,window,stride,padding", [((64, 64), 16, 8, 0), ((48, 80), 20, 6, 0), ((64, 64), 30, 7, 5)]
+)
 def test_window_grid_geometry(size, window, stride, padding):
     boxes = window_grid(size, window, stride, padding)
     rows, cols = grid_shape(size, window, stride, padding)
@@ -57,7 +93,9 @@ def test_window_grid_geometry(size, window, stride, padding):
     assert torch.allclose(boxes[:, 2] - boxes[:, 0], torch.full((len(boxes),), float(window)))
     assert torch.allclose(boxes[:, 3] - boxes[:, 1], torch.full((len(boxes),), float(window)))
     grid = boxes.view(rows, cols, 4)
-    assert torch.allclose(grid[:, 1:, 0] - grid[:, :-1, 0], torch.tensor(float(stride)))  # row-major, stride apart
+    assert torch.allclose(
+        grid[:, 1:, 0] - grid[:, :-1, 0], torch.tensor(float(stride))
+    )  # row-major, stride apart
     assert torch.allclose(grid[1:, :, 1] - grid[:-1, :, 1], torch.tensor(float(stride)))
     height, width = size
     assert boxes[:, 0].min() >= -padding - 1e-5 and boxes[:, 2].max() <= width + padding + 1e-5
@@ -102,10 +140,12 @@ def test_unfold_and_roi_align_crops_agree():
     window, stride = 8, 4  # (40 - 8) % 4 == 0: both grids start at 0
     patches = unfold_windows(image, window, stride)
     crops = crop_windows(image, window_grid((40, 40), window, stride), window)
-    assert patches.shape == crops.shape == (count_windows((40, 40), window, stride), 3, window, window)
+    assert (
+        patches.shape == crops.shape == (count_windows((40, 40), window, stride), 3, window, window)
+    )
     assert torch.allclose(patches, crops, atol=1e-5)
     x1, y1 = window_grid((40, 40), window, stride)[5, :2].long().tolist()
-    assert torch.equal(patches[5], image[:, y1:y1 + window, x1:x1 + window])
+    assert torch.equal(patches[5], image[:, y1 : y1 + window, x1 : x1 + window])
 
 
 def test_crop_windows_resizes_and_pads_with_zeros():
@@ -113,8 +153,12 @@ def test_crop_windows_resizes_and_pads_with_zeros():
     boxes = torch.tensor([[0.0, 0.0, 32.0, 32.0], [4.0, 4.0, 10.0, 10.0], [-20.0, 0.0, 12.0, 32.0]])
     crops = crop_windows(image, boxes, 16)
     assert crops.shape == (3, 3, 16, 16)
-    assert torch.allclose(crops[0], torch.tensor(0.7)) and torch.allclose(crops[1], torch.tensor(0.7))
-    assert crops[2, :, :, :7].max() < 1e-6 and torch.allclose(crops[2, :, :, 11:], torch.tensor(0.7))
+    assert torch.allclose(crops[0], torch.tensor(0.7)) and torch.allclose(
+        crops[1], torch.tensor(0.7)
+    )
+    assert crops[2, :, :, :7].max() < 1e-6 and torch.allclose(
+        crops[2, :, :, 11:], torch.tensor(0.7)
+    )
     assert crop_windows(image, torch.zeros((0, 4)), 16).shape == (0, 3, 16, 16)
     with pytest.raises(ValueError):
         crop_windows(image * 255, boxes, 16)
@@ -149,18 +193,30 @@ def test_shrink_boxes_undoes_context():
 
 
 def test_windows_to_detections_thresholds_and_suppresses_per_class():
-    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10], [50, 50, 60, 60], [80, 80, 90, 90]])
-    probs = torch.tensor([[0.1, 0.9, 0.0], [0.2, 0.8, 0.0], [0.3, 0.0, 0.7], [0.6, 0.4, 0.0], [0.99, 0.01, 0.0]])
+    boxes = torch.tensor(
+        [[0.0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10], [50, 50, 60, 60], [80, 80, 90, 90]]
+    )
+    probs = torch.tensor(
+        [[0.1, 0.9, 0.0], [0.2, 0.8, 0.0], [0.3, 0.0, 0.7], [0.6, 0.4, 0.0], [0.99, 0.01, 0.0]]
+    )
     out = windows_to_detections(boxes, probs, score_threshold=0.3, iou_threshold=0.5)
-    assert out["labels"].tolist() == [1, 2, 1]  # window 1 suppressed by window 0 (same class), 4 below threshold
+    assert out["labels"].tolist() == [
+        1,
+        2,
+        1,
+    ]  # window 1 suppressed by window 0 (same class), 4 below threshold
     assert torch.allclose(out["scores"], torch.tensor([0.9, 0.7, 0.4]))
     assert torch.equal(out["boxes"][0], boxes[0])
     assert out["labels"].dtype == torch.int64 and out["boxes"].dtype == torch.float32
     loose = windows_to_detections(boxes, probs, score_threshold=0.3, iou_threshold=0.9)
     assert len(loose["boxes"]) == 4  # IoU(0, 1) = 0.68 < 0.9: both kept
     assert len(windows_to_detections(boxes, probs, score_threshold=0.95)["boxes"]) == 0
-    clipped = windows_to_detections(torch.tensor([[-6.0, -6, 18, 18]]), torch.tensor([[0.0, 1.0]]), context=0.25,
-                                    image_size=(10, 10))
+    clipped = windows_to_detections(
+        torch.tensor([[-6.0, -6, 18, 18]]),
+        torch.tensor([[0.0, 1.0]]),
+        context=0.25,
+        image_size=(10, 10),
+    )
     assert torch.allclose(clipped["boxes"], torch.tensor([[0.0, 0.0, 10.0, 10.0]]))
     with pytest.raises(ValueError):
         windows_to_detections(boxes, probs[:, :1])
@@ -168,14 +224,20 @@ def test_windows_to_detections_thresholds_and_suppresses_per_class():
 
 def test_sliding_window_detector_finds_a_square():
     image = _square_image()
-    detector = SlidingWindowDetector(CentreVsBorder(crop_size=12), windows=(16, 24, 36), strides=(4, 4, 6),
-                                     context=0.25, score_threshold=0.5)
+    detector = SlidingWindowDetector(
+        CentreVsBorder(crop_size=12),
+        windows=(16, 24, 36),
+        strides=(4, 4, 6),
+        context=0.25,
+        score_threshold=0.5,
+    )
     outputs = detector([image, torch.zeros(3, 64, 64)])
     assert len(outputs) == 2 and len(outputs[1]["boxes"]) == 0
     top = outputs[0]["boxes"][:1]
     assert box_iou(top, torch.tensor([[20.0, 24.0, 36.0, 40.0]])).item() > 0.6
-    assert detector.num_windows((64, 64)) == sum(count_windows((64, 64), w, s, w * 0.25 / 1.5)
-                                                 for w, s in ((16, 4), (24, 4), (36, 6)))
+    assert detector.num_windows((64, 64)) == sum(
+        count_windows((64, 64), w, s, w * 0.25 / 1.5) for w, s in ((16, 4), (24, 4), (36, 6))
+    )
     with pytest.raises(TypeError):
         detector(image)
 
@@ -194,11 +256,13 @@ def test_image_pyramid_and_pyramid_windows():
     assert set(level.tolist()) == {0, 1}
     assert len(patches) == count_windows((60, 80), 10, 5) + count_windows((30, 40), 10, 5)
     half = boxes[level == 1]
-    assert torch.allclose(half[:, 2] - half[:, 0], torch.tensor(20.0))  # a 10 px window at scale 0.5 = 20 px
+    assert torch.allclose(
+        half[:, 2] - half[:, 0], torch.tensor(20.0)
+    )  # a 10 px window at scale 0.5 = 20 px
     assert boxes[:, 2].max() <= 80 + 1e-4 and boxes[:, 3].max() <= 60 + 1e-4
     first = torch.nonzero(level == 1).flatten()[3]
     x1, y1 = (boxes[first, :2] * 0.5).round().long().tolist()
-    assert torch.allclose(patches[first], levels[1][:, y1:y1 + 10, x1:x1 + 10])
+    assert torch.allclose(patches[first], levels[1][:, y1 : y1 + 10, x1 : x1 + 10])
     with pytest.raises(ValueError, match="smaller"):
         pyramid_windows(image, 10, 5, [0.1])
 
@@ -214,26 +278,39 @@ def test_best_window_iou_and_recall():
     assert best_window_iou(gt, torch.zeros((0, 4))).tolist() == [0.0, 0.0]
     assert best_window_iou(torch.zeros((0, 4)), windows).shape == (0,)
     targets = [{"boxes": gt, "labels": torch.tensor([1, 2])}]
-    predictions = [{"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]]),
-                    "labels": torch.tensor([1, 1]), "scores": torch.tensor([0.9, 0.8])}]
+    predictions = [
+        {
+            "boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]]),
+            "labels": torch.tensor([1, 1]),
+            "scores": torch.tensor([0.9, 0.8]),
+        }
+    ]
     assert recall_at_iou(predictions, targets) == 0.5  # the second box has the wrong label
     predictions[0]["labels"] = torch.tensor([1, 2])
     assert recall_at_iou(predictions, targets) == 1.0
     assert recall_at_iou(predictions, targets, score_threshold=0.85) == 0.5
-    assert math.isnan(recall_at_iou([predictions[0]], [{"boxes": torch.zeros((0, 4)), "labels": torch.zeros(0)}]))
+    assert math.isnan(
+        recall_at_iou([predictions[0]], [{"boxes": torch.zeros((0, 4)), "labels": torch.zeros(0)}])
+    )
     with pytest.raises(ValueError):
         recall_at_iou(predictions, targets * 2)
 
 
 def test_background_mask_and_hard_background_crops():
     gt = torch.tensor([[20.0, 24.0, 36.0, 40.0]])
-    windows = torch.tensor([[16.0, 20.0, 40.0, 44.0], [0.0, 0.0, 24.0, 24.0], [40.0, 40.0, 64.0, 64.0]])
+    windows = torch.tensor(
+        [[16.0, 20.0, 40.0, 44.0], [0.0, 0.0, 24.0, 24.0], [40.0, 40.0, 64.0, 64.0]]
+    )
     assert background_mask(gt, windows, context=0.25).tolist() == [False, True, True]
     assert background_mask(torch.zeros((0, 4)), windows).all()
     image = _square_image()
     scenes = [(image, {"boxes": gt, "labels": torch.tensor([1])})] * 2
     crops = hard_background_crops(scenes, (24, 36), (4, 6), context=0.25, per_image=5, crop_size=12)
-    assert len(crops) == 10 and crops.labels.eq(0).all() and crops.image_indices.tolist() == [0] * 5 + [1] * 5
+    assert (
+        len(crops) == 10
+        and crops.labels.eq(0).all()
+        and crops.image_indices.tolist() == [0] * 5 + [1] * 5
+    )
     assert (best_window_iou(gt, shrink_boxes(crops.windows, 0.25)) < 0.3).all()
     assert (box_iou(crops.windows, gt)[:, 0] > 0).all()  # touching windows come first
     crop, label = crops[0]
@@ -259,7 +336,9 @@ def test_crop_classifier_shapes_and_split():
     features = model.features(crops)
     assert features.shape == (5, model.feature_dim) == (5, 4 * 8 * 4 * 4)
     assert torch.allclose(model.head(features), model(crops))
-    assert CropClassifier(num_classes=2, in_channels=1, crop_size=25, width=4)(torch.rand(2, 1, 25, 25)).shape == (2, 2)
+    assert CropClassifier(num_classes=2, in_channels=1, crop_size=25, width=4)(
+        torch.rand(2, 1, 25, 25)
+    ).shape == (2, 2)
     with pytest.raises(ValueError, match="crop_size=32"):
         model(torch.rand(2, 3, 24, 24))
     with pytest.raises(TypeError):
@@ -270,7 +349,9 @@ def test_crop_classifier_shapes_and_split():
 
 def test_standardize_ignores_brightness_and_contrast():
     torch.manual_seed(0)
-    model = CropClassifier(num_classes=2, in_channels=1, crop_size=16, width=4, standardize=True).eval()
+    model = CropClassifier(
+        num_classes=2, in_channels=1, crop_size=16, width=4, standardize=True
+    ).eval()
     crops = torch.rand(3, 1, 16, 16) * 0.5
     assert torch.allclose(model(crops), model(crops + 0.3), atol=1e-5)  # brightness: exactly
     assert not torch.allclose(model(crops), model(torch.rand(3, 1, 16, 16)), atol=1e-5)
@@ -295,7 +376,9 @@ class _Toy(torch.utils.data.Dataset):
     def __init__(self, n=64):
         g = torch.Generator().manual_seed(0)
         self.labels = torch.arange(n) % 2
-        self.crops = torch.rand(n, 3, 8, 8, generator=g) * 0.5 + 0.5 * self.labels[:, None, None, None]
+        self.crops = (
+            torch.rand(n, 3, 8, 8, generator=g) * 0.5 + 0.5 * self.labels[:, None, None, None]
+        )
 
     def __len__(self):
         return len(self.labels)
@@ -306,7 +389,9 @@ class _Toy(torch.utils.data.Dataset):
 
 def test_train_crop_classifier_learns_a_toy_task_and_accuracy_counts():
     model = CropClassifier(num_classes=2, crop_size=8, width=4)
-    history = train_crop_classifier(model, _Toy(), steps=40, batch_size=16, lr=1e-2, checkpoint=None, progress=False)
+    history = train_crop_classifier(
+        model, _Toy(), steps=40, batch_size=16, lr=1e-2, checkpoint=None, progress=False
+    )
     assert len(history.records) == 40
     result = classifier_accuracy(model, _Toy())
     assert result["accuracy"] > 0.9
@@ -352,9 +437,10 @@ def test_negative_patches_and_astronaut():
     image = astronaut_gray()
     assert image.shape == (1, 512, 512)
     from skimage.data import astronaut
+
     rgb = torch.from_numpy(astronaut()).float()
     x1, y1, x2, y2 = (int(v) for v in ASTRONAUT_FACE_BOX)
-    skin = rgb[y1 + 20:y2 - 20, x1 + 20:x2 - 20].reshape(-1, 3).mean(0)
+    skin = rgb[y1 + 20 : y2 - 20, x1 + 20 : x2 - 20].reshape(-1, 3).mean(0)
     assert skin[0] > skin[1] > skin[2]  # the hand-drawn face box holds skin (red > green > blue)
 
 
@@ -405,7 +491,11 @@ def test_face_training_set_and_hardest_negatives():
 def test_crop_augmentation_keeps_the_square_symmetries():
     torch.manual_seed(0)
     crop = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(2, 4, 4)
-    symmetries = {tuple(torch.rot90(c, k, (1, 2)).flatten().tolist()) for c in (crop, crop.flip(-1)) for k in range(4)}
+    symmetries = {
+        tuple(torch.rot90(c, k, (1, 2)).flatten().tolist())
+        for c in (crop, crop.flip(-1))
+        for k in range(4)
+    }
     augment = crop_augmentation()
     seen = {tuple(augment(crop).flatten().tolist()) for _ in range(200)}
     assert seen <= symmetries and len(seen) == 8
@@ -417,6 +507,8 @@ def test_scene_classifier_training_set_and_pretrained_classifier():
     assert len(train_set) == len(crops) + len(hard) and len(hard) == 24
     crop, label = train_set[len(crops)]
     assert crop.shape == (3, 32, 32) and label == 0
-    model, history = pretrained_crop_classifier(num_scenes=12, steps=2, checkpoint=None, progress=False)
+    model, history = pretrained_crop_classifier(
+        num_scenes=12, steps=2, checkpoint=None, progress=False
+    )
     assert not model.training and len(history.records) == 2
     assert model.crop_size == 32 and model.num_classes == 4

@@ -13,8 +13,18 @@ from torchvision import tv_tensors
 
 from course_utils.engine import train
 from course_utils.engine.checkpoint import load_checkpoint
-from course_utils.engine.train import (CheckpointError, History, SeededBatchSampler, classification_loss, detection_loss,
-                                epoch_permutation, fit, segmentation_logits, segmentation_loss, to_device)
+from course_utils.engine.train import (
+    CheckpointError,
+    History,
+    SeededBatchSampler,
+    classification_loss,
+    detection_loss,
+    epoch_permutation,
+    fit,
+    segmentation_logits,
+    segmentation_loss,
+    to_device,
+)
 
 STEPS, BATCH = 12, 8
 
@@ -44,7 +54,9 @@ class NoisyDataset(Dataset):
 
 
 def _model():
-    return nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2))
+    return nn.Sequential(
+        nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2)
+    )
 
 
 def _setup(kind, init_seed=5):
@@ -74,9 +86,20 @@ class CountingLoss:
 
 def _run(tmp_path, name, kind="sgd", init_seed=5, loss_fn=None, **kwargs):
     model, optimizer, scheduler = _setup(kind, init_seed)
-    history = fit(model, NoisyDataset(), loss_fn=loss_fn or classification_loss, optimizer=optimizer,
-                  scheduler=scheduler, steps=STEPS, batch_size=BATCH, checkpoint=tmp_path / f"{name}.pt",
-                  checkpoint_every=5, device="cpu", progress=False, **kwargs)
+    history = fit(
+        model,
+        NoisyDataset(),
+        loss_fn=loss_fn or classification_loss,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        steps=STEPS,
+        batch_size=BATCH,
+        checkpoint=tmp_path / f"{name}.pt",
+        checkpoint_every=5,
+        device="cpu",
+        progress=False,
+        **kwargs,
+    )
     return model, history
 
 
@@ -92,6 +115,7 @@ def _temp_files(folder):
 
 
 # --------------------------------------------------------------------------- resuming
+
 
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
 def test_resuming_after_stop_after_gives_the_uninterrupted_weights(tmp_path, capsys, kind):
@@ -115,7 +139,9 @@ def test_keyboard_interrupt_saves_and_the_rerun_resumes_exactly(tmp_path, capsys
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, "interrupted", loss_fn=CountingLoss(interrupt_at=9))  # during step 9
     state = load_checkpoint(tmp_path / "interrupted.pt")
-    assert state["step"] == 8 and len(state["history"]["records"]) == 8  # step 8 was not a periodic save
+    assert (
+        state["step"] == 8 and len(state["history"]["records"]) == 8
+    )  # step 8 was not a periodic save
     assert "interrupted at step 8 of 12" in capsys.readouterr().out
     assert _temp_files(tmp_path) == []
     model, history = _run(tmp_path, "interrupted", init_seed=99)
@@ -145,15 +171,34 @@ def test_a_finished_checkpoint_is_loaded_without_training(tmp_path, capsys):
 
 def test_more_steps_than_the_checkpoint_continues_training(tmp_path, capsys):
     model, optimizer, _ = _setup("sgd")
-    fit(model, NoisyDataset(), loss_fn=classification_loss, optimizer=optimizer, steps=4, batch_size=BATCH,
-        checkpoint=tmp_path / "grow.pt", device="cpu", progress=False)
-    history = fit(model, NoisyDataset(), loss_fn=classification_loss, optimizer=optimizer, steps=6,
-                  batch_size=BATCH, checkpoint=tmp_path / "grow.pt", device="cpu", progress=False)
+    fit(
+        model,
+        NoisyDataset(),
+        loss_fn=classification_loss,
+        optimizer=optimizer,
+        steps=4,
+        batch_size=BATCH,
+        checkpoint=tmp_path / "grow.pt",
+        device="cpu",
+        progress=False,
+    )
+    history = fit(
+        model,
+        NoisyDataset(),
+        loss_fn=classification_loss,
+        optimizer=optimizer,
+        steps=6,
+        batch_size=BATCH,
+        checkpoint=tmp_path / "grow.pt",
+        device="cpu",
+        progress=False,
+    )
     assert "resumed from step 4 of 6" in capsys.readouterr().out
     assert [r["step"] for r in history.records] == [1, 2, 3, 4, 5, 6]
 
 
 # --------------------------------------------------------------------------- checkpoint safety
+
 
 def test_a_truncated_checkpoint_raises_instead_of_starting_afresh(tmp_path):
     _run(tmp_path, "broken", stop_after=5)
@@ -167,11 +212,22 @@ def test_a_truncated_checkpoint_raises_instead_of_starting_afresh(tmp_path):
 
 def test_a_checkpoint_of_another_model_raises_and_leaves_the_model_alone(tmp_path):
     _run(tmp_path, "small", stop_after=3)
-    other = nn.Sequential(nn.Linear(6, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 2))
+    other = nn.Sequential(
+        nn.Linear(6, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 2)
+    )
     before = {key: value.clone() for key, value in other.state_dict().items()}
     with pytest.raises(CheckpointError, match="different model"):
-        fit(other, NoisyDataset(), loss_fn=classification_loss, optimizer=torch.optim.SGD(other.parameters(), lr=0.1),
-            steps=STEPS, batch_size=BATCH, checkpoint=tmp_path / "small.pt", device="cpu", progress=False)
+        fit(
+            other,
+            NoisyDataset(),
+            loss_fn=classification_loss,
+            optimizer=torch.optim.SGD(other.parameters(), lr=0.1),
+            steps=STEPS,
+            batch_size=BATCH,
+            checkpoint=tmp_path / "small.pt",
+            device="cpu",
+            progress=False,
+        )
     assert all(torch.equal(before[key], value) for key, value in other.state_dict().items())
 
 
@@ -179,24 +235,54 @@ def test_a_checkpoint_with_another_optimizer_raises(tmp_path):
     _run(tmp_path, "sgd_run", stop_after=3)
     model, _, _ = _setup("sgd")
     with pytest.raises(CheckpointError, match="optimizer"):
-        fit(model, NoisyDataset(), loss_fn=classification_loss, optimizer=torch.optim.Adam(model.parameters()),
-            steps=STEPS, batch_size=BATCH, checkpoint=tmp_path / "sgd_run.pt", device="cpu", progress=False)
+        fit(
+            model,
+            NoisyDataset(),
+            loss_fn=classification_loss,
+            optimizer=torch.optim.Adam(model.parameters()),
+            steps=STEPS,
+            batch_size=BATCH,
+            checkpoint=tmp_path / "sgd_run.pt",
+            device="cpu",
+            progress=False,
+        )
 
 
 def test_a_file_not_written_by_fit_raises(tmp_path):
     model, optimizer, _ = _setup("sgd")
-    torch.save({"model": model.state_dict()}, tmp_path / "bare.pt")  # a plain state dict, no format tag
+    torch.save(
+        {"model": model.state_dict()}, tmp_path / "bare.pt"
+    )  # a plain state dict, no format tag
     with pytest.raises(CheckpointError, match="not a checkpoint written by"):
-        fit(model, NoisyDataset(), loss_fn=classification_loss, optimizer=optimizer, steps=2, batch_size=BATCH,
-            checkpoint=tmp_path / "bare.pt", device="cpu", progress=False)
+        fit(
+            model,
+            NoisyDataset(),
+            loss_fn=classification_loss,
+            optimizer=optimizer,
+            steps=2,
+            batch_size=BATCH,
+            checkpoint=tmp_path / "bare.pt",
+            device="cpu",
+            progress=False,
+        )
 
 
 def test_resuming_with_other_settings_warns(tmp_path):
     _run(tmp_path, "changed", stop_after=3)
     model, optimizer, scheduler = _setup("sgd")
     with pytest.warns(UserWarning, match="batch_size"):
-        fit(model, NoisyDataset(), loss_fn=classification_loss, optimizer=optimizer, scheduler=scheduler,
-            steps=STEPS, batch_size=4, checkpoint=tmp_path / "changed.pt", device="cpu", progress=False)
+        fit(
+            model,
+            NoisyDataset(),
+            loss_fn=classification_loss,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            steps=STEPS,
+            batch_size=4,
+            checkpoint=tmp_path / "changed.pt",
+            device="cpu",
+            progress=False,
+        )
 
 
 def test_checkpoints_are_written_atomically_and_periodically(tmp_path, monkeypatch):
@@ -216,7 +302,9 @@ def test_checkpoints_are_written_atomically_and_periodically(tmp_path, monkeypat
 def test_the_checkpoint_holds_everything_needed_to_resume(tmp_path):
     _run(tmp_path, "contents", kind="adam")
     state = load_checkpoint(tmp_path / "contents.pt")
-    assert {"model", "optimizer", "scheduler", "scaler", "step", "history", "rng", "config"} <= set(state)
+    assert {"model", "optimizer", "scheduler", "scaler", "step", "history", "rng", "config"} <= set(
+        state
+    )
     assert state["optimizer"]["state"] and state["scheduler"]["last_epoch"] == STEPS
     assert {"python", "numpy", "torch", "cuda"} <= set(state["rng"])
 
@@ -224,13 +312,23 @@ def test_the_checkpoint_holds_everything_needed_to_resume(tmp_path):
 def test_a_checkpoint_name_goes_to_the_checkpoint_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(tmp_path / "ckpt"))
     model, optimizer, _ = _setup("sgd")
-    history = fit(model, NoisyDataset(), loss_fn=classification_loss, optimizer=optimizer, steps=2,
-                  batch_size=BATCH, checkpoint="named_run", device="cpu", progress=False)
+    history = fit(
+        model,
+        NoisyDataset(),
+        loss_fn=classification_loss,
+        optimizer=optimizer,
+        steps=2,
+        batch_size=BATCH,
+        checkpoint="named_run",
+        device="cpu",
+        progress=False,
+    )
     assert (tmp_path / "ckpt" / "named_run.pt").is_file()
     assert history.checkpoint == str(tmp_path / "ckpt" / "named_run.pt")
 
 
 # --------------------------------------------------------------------------- history and validation
+
 
 def test_history_records_steps_losses_lr_and_validation(tmp_path):
     seen = []
@@ -241,13 +339,30 @@ def test_history_records_steps_losses_lr_and_validation(tmp_path):
 
     model, optimizer, _ = _setup("sgd")
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.1)
-    history = fit(model, NoisyDataset(), loss_fn=classification_loss, optimizer=optimizer, scheduler=scheduler,
-                  steps=10, batch_size=BATCH, val_fn=val_fn, val_every=4, device="cpu", progress=False)
+    history = fit(
+        model,
+        NoisyDataset(),
+        loss_fn=classification_loss,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        steps=10,
+        batch_size=BATCH,
+        val_fn=val_fn,
+        val_every=4,
+        device="cpu",
+        progress=False,
+    )
     assert [r["step"] for r in history.records] == list(range(1, 11))
     assert all(math.isfinite(loss) for loss in history.losses) and len(history.losses) == 10
-    assert [r["lr"] for r in history.records] == pytest.approx([0.1 * 0.1 ** ((s - 1) // 3) for s in range(1, 11)])
+    assert [r["lr"] for r in history.records] == pytest.approx(
+        [0.1 * 0.1 ** ((s - 1) // 3) for s in range(1, 11)]
+    )
     assert [row["step"] for row in history.val] == [4, 8, 10]
-    assert history.val[0] == {"step": 4, "accuracy": 0.5, "count": 3.0}  # non-scalars are not recorded
+    assert history.val[0] == {
+        "step": 4,
+        "accuracy": 0.5,
+        "count": 3.0,
+    }  # non-scalars are not recorded
     assert seen == [(False, False)] * 3 and model.training
     assert history.seconds > 0 and history.resumed_from is None and history.finished
     flat = history.flat_records()
@@ -261,8 +376,16 @@ def test_loss_dicts_are_summed_and_each_component_logged():
         return {"loss_a": base, "loss_b": 2 * base}
 
     model, optimizer, _ = _setup("sgd")
-    history = fit(model, NoisyDataset(), loss_fn=loss_fn, optimizer=optimizer, steps=3, batch_size=BATCH,
-                  device="cpu", progress=False)
+    history = fit(
+        model,
+        NoisyDataset(),
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        steps=3,
+        batch_size=BATCH,
+        device="cpu",
+        progress=False,
+    )
     for record in history.records:
         assert set(record["components"]) == {"loss_a", "loss_b"}
         assert record["components"]["loss_b"] == pytest.approx(2 * record["components"]["loss_a"])
@@ -276,8 +399,16 @@ def test_a_history_plots_its_loss_components_and_validation_points():
 
     from course_utils.viz import plot_history
 
-    records = [{"step": s, "loss": 1 / s, "lr": 0.1, "components": {"loss_box": 0.5 / s},
-                **({"val": {"AP": s / 10}} if s % 5 == 0 else {})} for s in range(1, 11)]
+    records = [
+        {
+            "step": s,
+            "loss": 1 / s,
+            "lr": 0.1,
+            "components": {"loss_box": 0.5 / s},
+            **({"val": {"AP": s / 10}} if s % 5 == 0 else {}),
+        }
+        for s in range(1, 11)
+    ]
     history = History(records=records, steps=10)
     _, (loss_ax, metric_ax) = plot_history(history, smoothing=0.5)
     lines = {line.get_label(): line for line in loss_ax.get_lines()}
@@ -292,7 +423,11 @@ def test_a_history_plots_its_loss_components_and_validation_points():
 
 
 def test_history_state_round_trips():
-    history = History(records=[{"step": 1, "loss": 0.5, "lr": 0.1, "components": {"a": 0.5}}], steps=3, seconds=2.0)
+    history = History(
+        records=[{"step": 1, "loss": 0.5, "lr": 0.1, "components": {"a": 0.5}}],
+        steps=3,
+        seconds=2.0,
+    )
     again = History.from_state_dict(history.state_dict())
     assert again.records == history.records and again.steps == 3 and again.seconds == 2.0
     assert again.step == 1 and not again.finished
@@ -300,28 +435,63 @@ def test_history_state_round_trips():
 
 def test_progress_bar_runs(capsys):
     model, optimizer, _ = _setup("sgd")
-    fit(model, NoisyDataset(), loss_fn=classification_loss, optimizer=optimizer, steps=2, batch_size=BATCH,
-        val_fn=lambda m: {"acc": 1.0}, device="cpu", progress=True)
+    fit(
+        model,
+        NoisyDataset(),
+        loss_fn=classification_loss,
+        optimizer=optimizer,
+        steps=2,
+        batch_size=BATCH,
+        val_fn=lambda m: {"acc": 1.0},
+        device="cpu",
+        progress=True,
+    )
     assert "loss=" in capsys.readouterr().err
 
 
 def test_a_nan_loss_stops_with_advice():
     model, optimizer, _ = _setup("sgd")
     with pytest.raises(FloatingPointError, match="learning rate"):
-        fit(model, NoisyDataset(), loss_fn=lambda m, b: classification_loss(m, b) * float("nan"),
-            optimizer=optimizer, steps=2, batch_size=BATCH, device="cpu", progress=False)
+        fit(
+            model,
+            NoisyDataset(),
+            loss_fn=lambda m, b: classification_loss(m, b) * float("nan"),
+            optimizer=optimizer,
+            steps=2,
+            batch_size=BATCH,
+            device="cpu",
+            progress=False,
+        )
 
 
-@pytest.mark.parametrize("changes, error", [
-    ({"steps": 0}, ValueError), ({"batch_size": 0}, ValueError), ({"steps": 2.5}, ValueError),
-    ({"val_every": 5}, ValueError), ({"stop_after": 3}, ValueError), ({"loss_fn": "ce"}, TypeError),
-    ({"optimizer": "sgd"}, TypeError), ({"model": lambda x: x}, TypeError), ({"dataset": []}, ValueError),
-    ({"checkpoint_every": -1}, ValueError),
-])
+@pytest.mark.parametrize(
+    "changes, error",
+    [
+        ({"steps": 0}, ValueError),
+        ({"batch_size": 0}, ValueError),
+        ({"steps": 2.5}, ValueError),
+        ({"val_every": 5}, ValueError),
+        ({"stop_after": 3}, ValueError),
+        ({"loss_fn": "ce"}, TypeError),
+        ({"optimizer": "sgd"}, TypeError),
+        ({"model": lambda x: x}, TypeError),
+        ({"dataset": []}, ValueError),
+        ({"checkpoint_every": -1}, ValueError),
+    ],
+)
 def test_fit_rejects_bad_arguments(changes, error):
     model, optimizer, _ = _setup("sgd")
-    arguments = {"model": model, "dataset": NoisyDataset(), "loss_fn": classification_loss, "optimizer": optimizer,
-                 "steps": 2, "batch_size": 4, "device": "cpu", "progress": False, **changes}
+    arguments = {
+        "model": model,
+        "dataset": NoisyDataset(),
+        "loss_fn": classification_loss,
+        "optimizer": optimizer,
+        "steps": 2,
+        "batch_size": 4,
+        "device": "cpu",
+        "progress": False,
+        **changes,
+    }
     with pytest.raises(error):
         fit(arguments.pop("model"), arguments.pop("dataset"), **arguments)
 
@@ -329,25 +499,45 @@ def test_fit_rejects_bad_arguments(changes, error):
 def test_reduce_lr_on_plateau_is_rejected():
     model, optimizer, _ = _setup("sgd")
     with pytest.raises(TypeError, match="ReduceLROnPlateau"):
-        fit(model, NoisyDataset(), loss_fn=classification_loss, optimizer=optimizer, steps=2, batch_size=4,
-            scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer), device="cpu", progress=False)
+        fit(
+            model,
+            NoisyDataset(),
+            loss_fn=classification_loss,
+            optimizer=optimizer,
+            steps=2,
+            batch_size=4,
+            scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer),
+            device="cpu",
+            progress=False,
+        )
 
 
 @pytest.mark.parametrize("bad", [torch.ones(3), "loss", {}, {"a": 1.0}])
 def test_loss_fn_must_return_scalar_tensors(bad):
     model, optimizer, _ = _setup("sgd")
     with pytest.raises((TypeError, ValueError)):
-        fit(model, NoisyDataset(), loss_fn=lambda m, b: bad, optimizer=optimizer, steps=1, batch_size=4,
-            device="cpu", progress=False)
+        fit(
+            model,
+            NoisyDataset(),
+            loss_fn=lambda m, b: bad,
+            optimizer=optimizer,
+            steps=1,
+            batch_size=4,
+            device="cpu",
+            progress=False,
+        )
 
 
 # --------------------------------------------------------------------------- batches
 
+
 def test_the_sampler_resumes_with_the_same_batches():
     full = list(SeededBatchSampler(10, 3, seed=4, stop=9))
     assert len(full) == 9 and all(len(batch) == 3 for batch in full)
-    for epoch in range(3):  # 3 batches per epoch (the 10th item is dropped), no repeats within an epoch
-        items = sum(full[3 * epoch:3 * epoch + 3], [])
+    for epoch in range(
+        3
+    ):  # 3 batches per epoch (the 10th item is dropped), no repeats within an epoch
+        items = sum(full[3 * epoch : 3 * epoch + 3], [])
         assert len(set(items)) == 9 and set(items) <= set(range(10))
         assert items == epoch_permutation(10, 4, epoch)[:9].tolist()
     assert list(SeededBatchSampler(10, 3, seed=4, start=4, stop=9)) == full[4:]
@@ -369,18 +559,27 @@ def test_epoch_permutations_differ_between_epochs_and_repeat_for_the_same_seed()
 
 # --------------------------------------------------------------------------- to_device and loss functions
 
+
 def test_to_device_walks_containers_and_keeps_tv_tensors():
     Pair = collections.namedtuple("Pair", "image target")
-    boxes = tv_tensors.BoundingBoxes(torch.tensor([[1.0, 2, 5, 6]]), format="XYXY", canvas_size=(8, 8))
-    batch = [Pair(tv_tensors.Image(torch.rand(3, 8, 8)), {"boxes": boxes, "image_id": 3, "name": None}),
-             (torch.zeros(2), "text")]
+    boxes = tv_tensors.BoundingBoxes(
+        torch.tensor([[1.0, 2, 5, 6]]), format="XYXY", canvas_size=(8, 8)
+    )
+    batch = [
+        Pair(tv_tensors.Image(torch.rand(3, 8, 8)), {"boxes": boxes, "image_id": 3, "name": None}),
+        (torch.zeros(2), "text"),
+    ]
     moved = to_device(batch, "meta")
     assert isinstance(moved, list) and isinstance(moved[0], Pair) and isinstance(moved[1], tuple)
     assert moved[0].image.device.type == "meta" and isinstance(moved[0].image, tv_tensors.Image)
     moved_boxes = moved[0].target["boxes"]
     assert isinstance(moved_boxes, tv_tensors.BoundingBoxes) and moved_boxes.device.type == "meta"
     assert tuple(moved_boxes.canvas_size) == (8, 8)
-    assert moved[0].target["image_id"] == 3 and moved[0].target["name"] is None and moved[1][1] == "text"
+    assert (
+        moved[0].target["image_id"] == 3
+        and moved[0].target["name"] is None
+        and moved[1][1] == "text"
+    )
 
 
 def test_classification_loss_is_cross_entropy():
@@ -428,16 +627,26 @@ def _tiny_faster_rcnn():
     backbone = nn.Sequential(nn.Conv2d(3, 8, 3, stride=4, padding=1), nn.ReLU())
     backbone.out_channels = 8
     anchors = AnchorGenerator(sizes=((16, 32),), aspect_ratios=((1.0,),))
-    return FasterRCNN(backbone, num_classes=4, rpn_anchor_generator=anchors, min_size=64, max_size=64,
-                      rpn_batch_size_per_image=32, box_batch_size_per_image=32)
+    return FasterRCNN(
+        backbone,
+        num_classes=4,
+        rpn_anchor_generator=anchors,
+        min_size=64,
+        max_size=64,
+        rpn_batch_size_per_image=32,
+        box_batch_size_per_image=32,
+    )
 
 
 def _detection_item(index):
     generator = torch.Generator().manual_seed(index)
-    boxes = tv_tensors.BoundingBoxes(torch.tensor([[8.0, 8, 30, 30], [34, 20, 60, 50]]), format="XYXY",
-                                     canvas_size=(64, 64))
-    return (tv_tensors.Image(torch.rand(3, 64, 64, generator=generator)),
-            {"boxes": boxes, "labels": torch.tensor([1, 3]), "image_id": index})
+    boxes = tv_tensors.BoundingBoxes(
+        torch.tensor([[8.0, 8, 30, 30], [34, 20, 60, 50]]), format="XYXY", canvas_size=(64, 64)
+    )
+    return (
+        tv_tensors.Image(torch.rand(3, 64, 64, generator=generator)),
+        {"boxes": boxes, "labels": torch.tensor([1, 3]), "image_id": index},
+    )
 
 
 def test_detection_loss_returns_the_models_loss_dict_and_fit_trains_a_detector():
@@ -446,9 +655,17 @@ def test_detection_loss_returns_the_models_loss_dict_and_fit_trains_a_detector()
     items = [_detection_item(index) for index in range(4)]
     losses = detection_loss(model.train(), tuple(zip(*items[:2])))
     assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
-    history = fit(model, items, loss_fn=detection_loss, collate_fn=lambda batch: tuple(zip(*batch)),
-                  optimizer=torch.optim.SGD(model.parameters(), lr=0.01), steps=2, batch_size=2,
-                  device="cpu", progress=False)
+    history = fit(
+        model,
+        items,
+        loss_fn=detection_loss,
+        collate_fn=lambda batch: tuple(zip(*batch)),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
+        steps=2,
+        batch_size=2,
+        device="cpu",
+        progress=False,
+    )
     assert set(history.records[-1]["components"]) == set(losses)
     with pytest.raises(TypeError, match="dict of losses"):
         detection_loss(lambda images, targets: torch.zeros(1), tuple(zip(*items[:2])))
@@ -457,8 +674,18 @@ def test_detection_loss_returns_the_models_loss_dict_and_fit_trains_a_detector()
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA for mixed precision")
 def test_mixed_precision_on_cuda_trains_and_stores_the_scaler(tmp_path):
     model, optimizer, scheduler = _setup("sgd")
-    history = fit(model, TensorDataset(torch.randn(32, 6), torch.randint(0, 2, (32,))), loss_fn=classification_loss,
-                  optimizer=optimizer, scheduler=scheduler, steps=4, batch_size=8, checkpoint=tmp_path / "amp.pt",
-                  device="cuda", amp=True, progress=False)
+    history = fit(
+        model,
+        TensorDataset(torch.randn(32, 6), torch.randint(0, 2, (32,))),
+        loss_fn=classification_loss,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        steps=4,
+        batch_size=8,
+        checkpoint=tmp_path / "amp.pt",
+        device="cuda",
+        amp=True,
+        progress=False,
+    )
     assert all(math.isfinite(loss) for loss in history.losses)
     assert "scale" in load_checkpoint(tmp_path / "amp.pt")["scaler"]

@@ -14,15 +14,26 @@ from course_utils.segmentation import upsampling as up
 matplotlib.use("Agg")
 
 # (size, kernel, stride, padding, output_padding, dilation) settings PyTorch accepts
-TRANSPOSED_SETTINGS = [(4, 3, 1, 0, 0, 1), (4, 3, 2, 0, 0, 1), (4, 3, 2, 1, 1, 1), (3, 4, 2, 1, 0, 1),
-                       (5, 2, 2, 0, 1, 1), (3, 3, 3, 2, 2, 1), (4, 3, 1, 1, 1, 2), (3, 3, 2, 2, 1, 2),
-                       (2, 1, 3, 0, 0, 1), (3, 5, 1, 2, 0, 1)]
+TRANSPOSED_SETTINGS = [
+    (4, 3, 1, 0, 0, 1),
+    (4, 3, 2, 0, 0, 1),
+    (4, 3, 2, 1, 1, 1),
+    (3, 4, 2, 1, 0, 1),
+    (5, 2, 2, 0, 1, 1),
+    (3, 3, 3, 2, 2, 1),
+    (4, 3, 1, 1, 1, 2),
+    (3, 3, 2, 2, 1, 2),
+    (2, 1, 3, 0, 0, 1),
+    (3, 5, 1, 2, 0, 1),
+]
 
 
 # ---------------------------------------------------------------- output sizes
 def test_conv2d_output_size_matches_pytorch_on_a_grid():
     checked = 0
-    for n, k, s, p, d in itertools.product((1, 4, 7, 10), (1, 2, 3, 5), (1, 2, 3), (0, 1, 2), (1, 2, 3)):
+    for n, k, s, p, d in itertools.product(
+        (1, 4, 7, 10), (1, 2, 3, 5), (1, 2, 3), (0, 1, 2), (1, 2, 3)
+    ):
         if n + 2 * p < d * (k - 1) + 1:
             with pytest.raises(ValueError, match="spans"):
                 ca.conv2d_output_size(n, k, s, p, d)
@@ -35,7 +46,9 @@ def test_conv2d_output_size_matches_pytorch_on_a_grid():
 
 def test_conv_transpose2d_output_size_matches_pytorch_on_a_grid():
     checked = 0
-    for n, k, s, p, op, d in itertools.product((1, 3, 6), (1, 2, 3, 4), (1, 2, 3), (0, 1, 2), (0, 1, 2), (1, 2)):
+    for n, k, s, p, op, d in itertools.product(
+        (1, 3, 6), (1, 2, 3, 4), (1, 2, 3), (0, 1, 2), (0, 1, 2), (1, 2)
+    ):
         if op >= max(s, d):
             with pytest.raises(ValueError, match="output_padding"):
                 ca.conv_transpose2d_output_size(n, k, s, p, op, d)
@@ -46,7 +59,10 @@ def test_conv_transpose2d_output_size_matches_pytorch_on_a_grid():
                 ca.conv_transpose2d_output_size(n, k, s, p, op, d)
             continue
         layer = nn.ConvTranspose2d(1, 1, k, s, p, op, dilation=d)
-        assert ca.conv_transpose2d_output_size(n, k, s, p, op, d) == layer(torch.zeros(1, 1, n, n)).shape[-1]
+        assert (
+            ca.conv_transpose2d_output_size(n, k, s, p, op, d)
+            == layer(torch.zeros(1, 1, n, n)).shape[-1]
+        )
         checked += 1
     assert checked > 150
 
@@ -73,8 +89,12 @@ def test_size_functions_reject_bad_arguments():
 def test_conv2d_cost_matches_a_real_layer_and_flop_counter():
     from torch.utils.flop_counter import FlopCounterMode
 
-    for cin, cout, k, s, p, d, g, bias in [(8, 16, 3, 1, 1, 1, 1, True), (8, 16, 3, 2, 1, 1, 1, False),
-                                            (8, 8, 3, 1, 2, 2, 8, True), (6, 12, 5, 1, 2, 1, 3, True)]:
+    for cin, cout, k, s, p, d, g, bias in [
+        (8, 16, 3, 1, 1, 1, 1, True),
+        (8, 16, 3, 2, 1, 1, 1, False),
+        (8, 8, 3, 1, 2, 2, 8, True),
+        (6, 12, 5, 1, 2, 1, 3, True),
+    ]:
         layer = nn.Conv2d(cin, cout, k, s, p, d, g, bias)
         x = torch.zeros(1, cin, 20, 24)
         cost = ca.conv2d_cost(cin, cout, k, (20, 24), s, p, d, g, bias)
@@ -89,7 +109,9 @@ def test_conv2d_cost_matches_a_real_layer_and_flop_counter():
 
 # ---------------------------------------------------------------- transposed convolution
 @pytest.mark.parametrize("setting", TRANSPOSED_SETTINGS)
-@pytest.mark.parametrize("implementation", [up.conv_transpose2d_scatter, up.conv_transpose2d_via_conv])
+@pytest.mark.parametrize(
+    "implementation", [up.conv_transpose2d_scatter, up.conv_transpose2d_via_conv]
+)
 def test_transposed_convolution_matches_pytorch(setting, implementation):
     n, k, s, p, op, d = setting
     generator = torch.Generator().manual_seed(sum(setting))
@@ -105,7 +127,9 @@ def test_scatter_accepts_pairs_and_rejects_mistakes():
     x = torch.randn(1, 2, 3, 4)
     weight = torch.randn(2, 1, 2, 3)
     expected = F.conv_transpose2d(x, weight, stride=(2, 1), padding=(0, 1))
-    torch.testing.assert_close(up.conv_transpose2d_scatter(x, weight, stride=(2, 1), padding=(0, 1)), expected)
+    torch.testing.assert_close(
+        up.conv_transpose2d_scatter(x, weight, stride=(2, 1), padding=(0, 1)), expected
+    )
     with pytest.raises(ValueError, match="input channels"):
         up.conv_transpose2d_scatter(x, torch.randn(3, 1, 3, 3))
     with pytest.raises(ValueError, match="output_padding"):
@@ -125,12 +149,16 @@ def test_transposed_convolution_is_the_gradient_and_the_transpose_of_the_convolu
     generator = torch.Generator().manual_seed(0)
     for size, k, s, p, d in [(7, 3, 2, 1, 1), (8, 3, 2, 1, 1), (6, 4, 2, 1, 1), (9, 3, 1, 2, 2)]:
         weight = torch.randn(2, 3, k, k, dtype=torch.float64, generator=generator)  # Conv2d(3 -> 2)
-        x = torch.randn(1, 3, size, size, dtype=torch.float64, generator=generator, requires_grad=True)
+        x = torch.randn(
+            1, 3, size, size, dtype=torch.float64, generator=generator, requires_grad=True
+        )
         y = F.conv2d(x, weight, stride=s, padding=p, dilation=d)
         g = torch.randn_like(y)
         (grad,) = torch.autograd.grad(y, x, g)
         op = ca.output_padding_to_invert(size, k, s, p, d)
-        transposed = F.conv_transpose2d(g, weight, stride=s, padding=p, output_padding=op, dilation=d)
+        transposed = F.conv_transpose2d(
+            g, weight, stride=s, padding=p, output_padding=op, dilation=d
+        )
         torch.testing.assert_close(grad, transposed)
         matrix = up.conv2d_matrix(weight, (size, size), s, p, d)
         assert matrix.shape == (y.numel(), x.numel())
@@ -159,7 +187,9 @@ def test_bilinear_upsampler_equals_interpolate_inside(factor):
     expected = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
     assert got.shape == expected.shape == (2, 3, 6 * factor, 5 * factor)
     b = up.border_rows(factor)
-    torch.testing.assert_close(got[..., b:-b or None, b:-b or None], expected[..., b:-b or None, b:-b or None])
+    torch.testing.assert_close(
+        got[..., b : -b or None, b : -b or None], expected[..., b : -b or None, b : -b or None]
+    )
     if b:
         # the border rows really differ (zeros pulled in, values darker)
         assert (got[..., :b, b:-b] < expected[..., :b, b:-b] - 1e-4).all()
@@ -194,13 +224,18 @@ def test_pictures_draw_and_return_sizes():
 
     fig, axes = plt.subplots(1, 3)
     assert ca.draw_convolution(axes[0], 5, 3, stride=2, padding=1, output_index=(1, 2)) == 3
-    assert ca.draw_convolution(axes[1], 3, 3, stride=2, padding=1, transposed=True, output_padding=1) == 6
+    assert (
+        ca.draw_convolution(axes[1], 3, 3, stride=2, padding=1, transposed=True, output_padding=1)
+        == 6
+    )
     counts = ca.draw_scatter(axes[2], 3, 3, 2, (1, 1))
     assert counts.shape == (7, 7) and int(counts.max()) == 4
     assert len(axes[0].patches) > 25
     with pytest.raises(ValueError, match="output_index"):
         ca.draw_convolution(axes[0], 5, 3, output_index=(3, 0))
     plt.close(fig)
-    fig = ca.arithmetic_figure([dict(input_size=4, kernel_size=3), dict(input_size=2, kernel_size=3, transposed=True)])
+    fig = ca.arithmetic_figure(
+        [dict(input_size=4, kernel_size=3), dict(input_size=2, kernel_size=3, transposed=True)]
+    )
     assert len(fig.axes) == 2
     plt.close(fig)

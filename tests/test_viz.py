@@ -9,7 +9,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
-from matplotlib.image import AxesImage  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from torchvision import tv_tensors  # noqa: E402
 
@@ -41,6 +40,7 @@ def _rgb(color):
 
 # --------------------------------------------------------------------------- images
 
+
 def test_show_image_same_picture_from_tensor_tv_image_and_uint8_array():
     uint8 = np.random.default_rng(0).integers(0, 256, size=(10, 12, 3), dtype=np.uint8)
     tensor = torch.from_numpy(uint8).permute(2, 0, 1).float() / 255
@@ -62,15 +62,18 @@ def test_show_image_draws_on_the_given_axes_and_shows_grey_images():
     assert np.asarray(ax.images[0].get_array()).shape == (24, 32)
 
 
-@pytest.mark.parametrize("image, error, words", [
-    (torch.rand(3, 8, 8) * 255, ValueError, "[0, 1]"),
-    (torch.rand(8, 8, 3), ValueError, "CHW"),
-    (torch.rand(2, 3, 8, 8), ValueError, "batch"),
-    (np.zeros((3, 8, 8), dtype=np.uint8), ValueError, "CHW"),
-    (np.full((8, 8, 3), 200.0), ValueError, "[0, 1]"),
-    (np.zeros((8, 8, 3), dtype=np.int32), TypeError, "uint8"),
-    ("image.png", TypeError, "tensor"),
-])
+@pytest.mark.parametrize(
+    "image, error, words",
+    [
+        (torch.rand(3, 8, 8) * 255, ValueError, "[0, 1]"),
+        (torch.rand(8, 8, 3), ValueError, "CHW"),
+        (torch.rand(2, 3, 8, 8), ValueError, "batch"),
+        (np.zeros((3, 8, 8), dtype=np.uint8), ValueError, "CHW"),
+        (np.full((8, 8, 3), 200.0), ValueError, "[0, 1]"),
+        (np.zeros((8, 8, 3), dtype=np.int32), TypeError, "uint8"),
+        ("image.png", TypeError, "tensor"),
+    ],
+)
 def test_show_image_rejects_what_is_not_an_image(image, error, words):
     with pytest.raises(error, match=None) as info:
         viz.show_image(image)
@@ -83,8 +86,9 @@ def test_to_display_array_keeps_values():
     assert array.shape == (24, 32, 3)
     np.testing.assert_allclose(array, image.permute(1, 2, 0).numpy())
     uint8_tensor = (image * 255).to(torch.uint8)
-    np.testing.assert_allclose(viz.to_display_array(uint8_tensor), uint8_tensor.permute(1, 2, 0).numpy() / 255,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        viz.to_display_array(uint8_tensor), uint8_tensor.permute(1, 2, 0).numpy() / 255, atol=1e-6
+    )
 
 
 def test_image_grid_has_one_axes_per_image_and_hides_the_rest():
@@ -94,7 +98,9 @@ def test_image_grid_has_one_axes_per_image_and_hides_the_rest():
     assert [ax.get_visible() for ax in axes] == [True] * 5 + [False]
     assert [ax.get_title() for ax in axes[:5]] == [f"#{i}" for i in range(5)]
     for image, ax in zip(images, axes):
-        np.testing.assert_allclose(np.asarray(ax.images[0].get_array()), image.permute(1, 2, 0).numpy())
+        np.testing.assert_allclose(
+            np.asarray(ax.images[0].get_array()), image.permute(1, 2, 0).numpy()
+        )
 
 
 def test_image_grid_accepts_a_batch_and_empty_cells():
@@ -104,12 +110,15 @@ def test_image_grid_accepts_a_batch_and_empty_cells():
     assert len(axes[0].images) == 1 and len(axes[1].images) == 0
 
 
-@pytest.mark.parametrize("kwargs, error", [
-    ({"images": []}, ValueError),
-    ({"images": [torch.rand(3, 4, 4)], "titles": ["a", "b"]}, ValueError),
-    ({"images": [torch.rand(3, 4, 4)], "ncols": 0}, ValueError),
-    ({"images": torch.rand(3, 4, 4)}, TypeError),
-])
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"images": []}, ValueError),
+        ({"images": [torch.rand(3, 4, 4)], "titles": ["a", "b"]}, ValueError),
+        ({"images": [torch.rand(3, 4, 4)], "ncols": 0}, ValueError),
+        ({"images": torch.rand(3, 4, 4)}, TypeError),
+    ],
+)
 def test_image_grid_rejects_bad_arguments(kwargs, error):
     with pytest.raises(error):
         viz.image_grid(**kwargs)
@@ -117,9 +126,12 @@ def test_image_grid_rejects_bad_arguments(kwargs, error):
 
 # --------------------------------------------------------------------------- boxes
 
+
 def test_draw_boxes_one_rectangle_and_caption_per_box_colour_per_class():
     ax = viz.show_image(_image(64, 64))
-    boxes = torch.tensor([[2.0, 3.0, 20.0, 30.0], [10.0, 10.0, 40.0, 50.0], [30.0, 5.0, 60.0, 25.0]])
+    boxes = torch.tensor(
+        [[2.0, 3.0, 20.0, 30.0], [10.0, 10.0, 40.0, 50.0], [30.0, 5.0, 60.0, 25.0]]
+    )
     labels = torch.tensor([1, 2, 1])
     scores = torch.tensor([0.91, 0.5, 0.333])
     viz.draw_boxes(ax, boxes, labels, scores, class_names=("disk", "triangle", "star"))
@@ -139,7 +151,9 @@ def test_draw_boxes_one_rectangle_and_caption_per_box_colour_per_class():
 def test_draw_boxes_defaults_to_the_scene_class_names_and_supports_overrides():
     scenes = pytest.importorskip("course_utils.data.scenes")
     ax = viz.show_image(_image(64, 64))
-    viz.draw_boxes(ax, torch.tensor([[1.0, 1.0, 9.0, 9.0]]), torch.tensor([3]), color="red", linestyle="--")
+    viz.draw_boxes(
+        ax, torch.tensor([[1.0, 1.0, 9.0, 9.0]]), torch.tensor([3]), color="red", linestyle="--"
+    )
     (rectangle,) = _rectangles(ax)
     assert _texts(ax) == [scenes.THING_CLASSES[2]]
     assert _rgb(rectangle.get_edgecolor()) == _rgb("red")
@@ -157,13 +171,16 @@ def test_draw_boxes_converts_xywh_bounding_boxes_and_accepts_no_boxes():
     assert len(_rectangles(ax)) == 1
 
 
-@pytest.mark.parametrize("boxes, labels, scores, error", [
-    (torch.tensor([[10.0, 10.0, 5.0, 20.0]]), None, None, ValueError),  # x2 < x1
-    (torch.tensor([[1.0, 2.0, 3.0]]), None, None, ValueError),  # not (N, 4)
-    (torch.tensor([[1.0, 2.0, 3.0, 4.0]]), torch.tensor([1, 2]), None, ValueError),
-    (torch.tensor([[1.0, 2.0, 3.0, 4.0]]), None, torch.tensor([0.5, 0.2]), ValueError),
-    (torch.tensor([[1.0, 2.0, 3.0, 4.0]]), torch.tensor([1.0]), None, TypeError),
-])
+@pytest.mark.parametrize(
+    "boxes, labels, scores, error",
+    [
+        (torch.tensor([[10.0, 10.0, 5.0, 20.0]]), None, None, ValueError),  # x2 < x1
+        (torch.tensor([[1.0, 2.0, 3.0]]), None, None, ValueError),  # not (N, 4)
+        (torch.tensor([[1.0, 2.0, 3.0, 4.0]]), torch.tensor([1, 2]), None, ValueError),
+        (torch.tensor([[1.0, 2.0, 3.0, 4.0]]), None, torch.tensor([0.5, 0.2]), ValueError),
+        (torch.tensor([[1.0, 2.0, 3.0, 4.0]]), torch.tensor([1.0]), None, TypeError),
+    ],
+)
 def test_draw_boxes_rejects_inconsistent_inputs(boxes, labels, scores, error):
     ax = viz.show_image(_image())
     with pytest.raises(error):
@@ -180,13 +197,22 @@ def _scene_like():
     masks = torch.zeros(2, 48, 48, dtype=torch.uint8)
     masks[0, 5:15, 5:20] = 1
     masks[1, 25:40, 20:45] = 1
-    target = {"boxes": tv_tensors.BoundingBoxes([[5.0, 5.0, 20.0, 15.0], [20.0, 25.0, 45.0, 40.0]],
-                                                format="XYXY", canvas_size=(48, 48)),
-              "labels": torch.tensor([1, 2]), "masks": tv_tensors.Mask(masks)}
-    prediction = {"boxes": torch.tensor([[4.0, 5.0, 21.0, 15.0], [19.0, 24.0, 44.0, 41.0], [0.0, 0.0, 8.0, 8.0]],
-                                        requires_grad=True),
-                  "labels": torch.tensor([1, 2, 3]), "scores": torch.tensor([0.9, 0.6, 0.2]),
-                  "masks": torch.rand(3, 1, 48, 48)}
+    target = {
+        "boxes": tv_tensors.BoundingBoxes(
+            [[5.0, 5.0, 20.0, 15.0], [20.0, 25.0, 45.0, 40.0]], format="XYXY", canvas_size=(48, 48)
+        ),
+        "labels": torch.tensor([1, 2]),
+        "masks": tv_tensors.Mask(masks),
+    }
+    prediction = {
+        "boxes": torch.tensor(
+            [[4.0, 5.0, 21.0, 15.0], [19.0, 24.0, 44.0, 41.0], [0.0, 0.0, 8.0, 8.0]],
+            requires_grad=True,
+        ),
+        "labels": torch.tensor([1, 2, 3]),
+        "scores": torch.tensor([0.9, 0.6, 0.2]),
+        "masks": torch.rand(3, 1, 48, 48),
+    }
     return image, target, prediction
 
 
@@ -219,7 +245,9 @@ def test_show_detections_overlays_masks_only_when_asked():
 def test_show_detections_rejects_bad_targets_and_predictions():
     image, target, prediction = _scene_like()
     with pytest.raises(ValueError, match="leave"):
-        viz.show_detections(image, {"boxes": torch.tensor([[0.0, 0.0, 90.0, 90.0]]), "labels": torch.tensor([1])})
+        viz.show_detections(
+            image, {"boxes": torch.tensor([[0.0, 0.0, 90.0, 90.0]]), "labels": torch.tensor([1])}
+        )
     with pytest.raises(ValueError, match="labels"):
         viz.show_detections(image, {"boxes": torch.zeros(0, 4)})
     with pytest.raises(TypeError, match="prediction"):
@@ -229,6 +257,7 @@ def test_show_detections_rejects_bad_targets_and_predictions():
 
 
 # --------------------------------------------------------------------------- masks
+
 
 def test_overlay_instance_masks_one_colour_per_instance():
     image, target, _ = _scene_like()
@@ -266,6 +295,7 @@ def test_overlay_instance_masks_rejects_wrong_shapes():
 
 
 # --------------------------------------------------------------------------- semantic maps
+
 
 def test_palette_is_fixed_distinct_and_things_are_saturated():
     colors = np.array(viz.PALETTE)
@@ -348,18 +378,22 @@ def test_show_semantic_defaults_to_the_scene_classes():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == list(scenes.SEMANTIC_CLASSES)
 
 
-@pytest.mark.parametrize("semantic, error", [
-    (torch.full((16, 16), 9), ValueError),  # id 9 with 3 classes
-    (torch.zeros(8, 8, dtype=torch.int64), ValueError),  # not the image's size
-    (torch.zeros(16, 16), TypeError),  # float (H, W) is not a map of ids
-    (torch.zeros(1, 16, 16, dtype=torch.int64), ValueError),
-])
+@pytest.mark.parametrize(
+    "semantic, error",
+    [
+        (torch.full((16, 16), 9), ValueError),  # id 9 with 3 classes
+        (torch.zeros(8, 8, dtype=torch.int64), ValueError),  # not the image's size
+        (torch.zeros(16, 16), TypeError),  # float (H, W) is not a map of ids
+        (torch.zeros(1, 16, 16, dtype=torch.int64), ValueError),
+    ],
+)
 def test_show_semantic_rejects_bad_maps(semantic, error):
     with pytest.raises(error):
         viz.show_semantic(_image(16, 16), semantic, class_names=("a", "b", "c"))
 
 
 # --------------------------------------------------------------------------- training curves
+
 
 def test_smooth_is_an_unbiased_moving_average():
     values = np.array([1.0, 3.0, 2.0, 5.0])
@@ -401,8 +435,10 @@ def test_plot_history_raw_and_smoothed_loss_and_metrics_on_a_second_axis(wrap):
 
 
 def test_plot_history_loss_parts_share_the_loss_axis():
-    records = [{"step": s, "loss": 1.0 / (s + 1), "loss_box": 0.5 / (s + 1), "cls": 0.3, "lr": 0.1}
-               for s in range(10)]
+    records = [
+        {"step": s, "loss": 1.0 / (s + 1), "loss_box": 0.5 / (s + 1), "cls": 0.3, "lr": 0.1}
+        for s in range(10)
+    ]
     fig, (loss_ax, metric_ax) = viz.plot_history(records)
     assert metric_ax is None
     assert [line.get_label() for line in loss_ax.get_lines()][2:] == ["loss_box", "cls"]
@@ -411,8 +447,10 @@ def test_plot_history_loss_parts_share_the_loss_axis():
 
 
 def test_plot_history_reads_the_train_modules_nested_records():
-    records = [{"step": s, "loss": 2.0 - s / 10, "lr": 0.01, "components": {"obj": 1.0 - s / 20}}
-               for s in range(1, 11)]
+    records = [
+        {"step": s, "loss": 2.0 - s / 10, "lr": 0.01, "components": {"obj": 1.0 - s / 20}}
+        for s in range(1, 11)
+    ]
     records[4]["val"] = {"AP50": 0.3, "loss": 1.5}
     records[9]["val"] = {"AP50": 0.6, "loss": 1.1}
     fig, (loss_ax, metric_ax) = viz.plot_history(_History(records))
@@ -422,7 +460,9 @@ def test_plot_history_reads_the_train_modules_nested_records():
     assert metric_line.get_label() == "val_AP50"
     np.testing.assert_allclose(metric_line.get_xdata(), [5, 10])
     val_loss = loss_ax.get_lines()[3]
-    np.testing.assert_allclose(val_loss.get_ydata(), [1.5, 1.1])  # sparse: drawn as points, not smoothed
+    np.testing.assert_allclose(
+        val_loss.get_ydata(), [1.5, 1.1]
+    )  # sparse: drawn as points, not smoothed
 
 
 def test_plot_history_explicit_metrics_and_given_axes():
@@ -430,19 +470,24 @@ def test_plot_history_explicit_metrics_and_given_axes():
     for record in records:
         record["mAP"] = record["step"] / 100
     fig, ax = plt.subplots()
-    returned, (loss_ax, metric_ax) = viz.plot_history(records, metrics=["mAP"], ax=ax, smoothing=0.0)
+    returned, (loss_ax, metric_ax) = viz.plot_history(
+        records, metrics=["mAP"], ax=ax, smoothing=0.0
+    )
     assert returned is fig and loss_ax is ax
     assert [line.get_label() for line in metric_ax.get_lines()] == ["mAP"]
     assert len(loss_ax.get_lines()) == 1  # smoothing 0: the raw loss only; val_mAP not chosen
 
 
-@pytest.mark.parametrize("history, kwargs, error", [
-    ("not a history", {}, TypeError),
-    ([{"loss": 1.0}], {}, ValueError),
-    ([{"step": 0}], {}, ValueError),
-    (_records(), {"metrics": ["val_AP"]}, ValueError),
-    (_records(), {"smoothing": 1.0}, ValueError),
-])
+@pytest.mark.parametrize(
+    "history, kwargs, error",
+    [
+        ("not a history", {}, TypeError),
+        ([{"loss": 1.0}], {}, ValueError),
+        ([{"step": 0}], {}, ValueError),
+        (_records(), {"metrics": ["val_AP"]}, ValueError),
+        (_records(), {"smoothing": 1.0}, ValueError),
+    ],
+)
 def test_plot_history_rejects_bad_records(history, kwargs, error):
     with pytest.raises(error):
         viz.plot_history(history, **kwargs)

@@ -24,13 +24,19 @@ def pick_device(prefer: str | None = None) -> torch.device:
     ``prefer`` ("cuda", "mps" or "cpu") forces one; asking for one that is not
     available raises ``ValueError`` so a typo never silently falls back to the CPU.
     """
-    available = {"cpu": True, "cuda": torch.cuda.is_available(),
-                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": getattr(torch.backends, "mps", None) is not None
+        and torch.backends.mps.is_available(),
+    }
     if prefer is not None:
         if prefer not in available:
             raise ValueError(f"prefer must be one of 'cuda', 'mps', 'cpu' or None, got {prefer!r}")
         if not available[prefer]:
-            raise ValueError(f"device {prefer!r} was requested but is not available on this machine")
+            raise ValueError(
+                f"device {prefer!r} was requested but is not available on this machine"
+            )
         return torch.device(prefer)
     for name in ("cuda", "mps"):
         if available[name]:
@@ -78,7 +84,11 @@ def loader_kwargs(device: torch.device | str | None = None) -> dict:
     """Keyword arguments for ``torch.utils.data.DataLoader`` following :func:`loader_workers`."""
     device = torch.device(device) if device is not None else pick_device()
     workers = loader_workers(device)
-    return {"num_workers": workers, "pin_memory": device.type == "cuda", "persistent_workers": workers > 0}
+    return {
+        "num_workers": workers,
+        "pin_memory": device.type == "cuda",
+        "persistent_workers": workers > 0,
+    }
 
 
 def synchronize(device: torch.device | str | None = None) -> None:
@@ -118,9 +128,11 @@ def environment_report(device: torch.device | str | None = None) -> str:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         where += f" ({props.name}, {props.total_memory / 1e9:.1f} GB)"
-    return (f"Python {platform.python_version()} · torch {torch.__version__} · "
-            f"torchvision {torchvision.__version__} · device {where} · {os.cpu_count()} CPUs · "
-            f"{torch.get_num_threads()} torch threads")
+    return (
+        f"Python {platform.python_version()} · torch {torch.__version__} · "
+        f"torchvision {torchvision.__version__} · device {where} · {os.cpu_count()} CPUs · "
+        f"{torch.get_num_threads()} torch threads"
+    )
 
 
 def full_float32_precision() -> None:

@@ -22,7 +22,9 @@ def record(notebook: str, name: str, value: float, unit: str = "", note: str = "
     number; ``unit`` is free text ("s", "ms/image", "x", "" for ratios and scores).
     """
     if not isinstance(notebook, str) or not notebook:
-        raise ValueError(f"notebook must be a non-empty name like '01_sliding_window', got {notebook!r}")
+        raise ValueError(
+            f"notebook must be a non-empty name like '01_sliding_window', got {notebook!r}"
+        )
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
     try:
@@ -35,7 +37,9 @@ def record(notebook: str, name: str, value: float, unit: str = "", note: str = "
     path = _results_file(notebook, folder)
     entries = json.loads(path.read_text()) if path.exists() else []
     entries = [entry for entry in entries if entry["name"] != name]
-    entries.append({"notebook": notebook, "name": name, "value": number, "unit": unit, "note": note})
+    entries.append(
+        {"notebook": notebook, "name": name, "value": number, "unit": unit, "note": note}
+    )
     handle, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
     with os.fdopen(handle, "w") as stream:
         json.dump(entries, stream, indent=1)

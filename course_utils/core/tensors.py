@@ -49,8 +49,14 @@ def segmentation_logits(output, size: tuple[int, int] | torch.Size) -> torch.Ten
     """
     logits = output["out"] if isinstance(output, Mapping) else output
     if not isinstance(logits, torch.Tensor) or logits.ndim != 4:
-        raise ValueError("a segmentation model must return (B, C, H, W) logits or a dict with 'out', got "
-                         + (f"shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor) else type(logits).__name__))
+        raise ValueError(
+            "a segmentation model must return (B, C, H, W) logits or a dict with 'out', got "
+            + (
+                f"shape {tuple(logits.shape)}"
+                if isinstance(logits, torch.Tensor)
+                else type(logits).__name__
+            )
+        )
     if tuple(logits.shape[-2:]) != tuple(size):
         logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
     return logits

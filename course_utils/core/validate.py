@@ -33,20 +33,32 @@ def check_image(image, name: str = "image") -> torch.Tensor:
     """
     image = _require_tensor(image, name)
     if image.ndim != 3 or image.shape[0] not in (1, 3):
-        raise ValueError(f"{name} must be CHW with 1 or 3 channels, got shape {tuple(image.shape)}"
-                         + (" (looks like HWC: use image.permute(2, 0, 1))" if image.ndim == 3 and image.shape[-1] in (1, 3) else ""))
+        raise ValueError(
+            f"{name} must be CHW with 1 or 3 channels, got shape {tuple(image.shape)}"
+            + (
+                " (looks like HWC: use image.permute(2, 0, 1))"
+                if image.ndim == 3 and image.shape[-1] in (1, 3)
+                else ""
+            )
+        )
     if not image.is_floating_point():
-        raise TypeError(f"{name} must be a float tensor in [0, 1], got dtype {image.dtype}; "
-                        "convert with v2.functional.to_dtype(image, torch.float32, scale=True)")
+        raise TypeError(
+            f"{name} must be a float tensor in [0, 1], got dtype {image.dtype}; "
+            "convert with v2.functional.to_dtype(image, torch.float32, scale=True)"
+        )
     if image.numel():
         low, high = float(image.min()), float(image.max())
         if high > 1.0 + 1e-3 or low < -1e-3:
             hint = " (values look like 0-255: divide by 255)" if high > 1.5 else ""
-            raise ValueError(f"{name} values must lie in [0, 1], got range [{low:.3g}, {high:.3g}]{hint}")
+            raise ValueError(
+                f"{name} values must lie in [0, 1], got range [{low:.3g}, {high:.3g}]{hint}"
+            )
     return image
 
 
-def check_boxes(boxes, name: str = "boxes", canvas_size: tuple[int, int] | None = None) -> torch.Tensor:
+def check_boxes(
+    boxes, name: str = "boxes", canvas_size: tuple[int, int] | None = None
+) -> torch.Tensor:
     """Boxes as the course expects them: float (N, 4), ``(x1, y1, x2, y2)`` absolute pixels.
 
     Rejects integer dtypes, other shapes, ``x2 < x1`` or ``y2 < y1`` (often xywh boxes:
@@ -56,9 +68,13 @@ def check_boxes(boxes, name: str = "boxes", canvas_size: tuple[int, int] | None 
     """
     boxes = _require_tensor(boxes, name)
     if boxes.ndim != 2 or boxes.shape[-1] != 4:
-        raise ValueError(f"{name} must have shape (N, 4) in (x1, y1, x2, y2) pixels, got {tuple(boxes.shape)}")
+        raise ValueError(
+            f"{name} must have shape (N, 4) in (x1, y1, x2, y2) pixels, got {tuple(boxes.shape)}"
+        )
     if not boxes.is_floating_point():
-        raise TypeError(f"{name} must be a float tensor (x1, y1, x2, y2) in pixels, got dtype {boxes.dtype}")
+        raise TypeError(
+            f"{name} must be a float tensor (x1, y1, x2, y2) in pixels, got dtype {boxes.dtype}"
+        )
     if boxes.numel() == 0:
         return boxes
     if not torch.isfinite(boxes).all():
@@ -66,18 +82,28 @@ def check_boxes(boxes, name: str = "boxes", canvas_size: tuple[int, int] | None 
     bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
     if bad.any():
         index = int(bad.nonzero()[0])
-        raise ValueError(f"{name}[{index}] = {boxes[index].tolist()} has x2 < x1 or y2 < y1: boxes must be "
-                         "(x1, y1, x2, y2); for (x, y, w, h) use torchvision.ops.box_convert(boxes, 'xywh', 'xyxy')")
+        raise ValueError(
+            f"{name}[{index}] = {boxes[index].tolist()} has x2 < x1 or y2 < y1: boxes must be "
+            "(x1, y1, x2, y2); for (x, y, w, h) use torchvision.ops.box_convert(boxes, 'xywh', 'xyxy')"
+        )
     if canvas_size is not None:
         height, width = canvas_size
         if max(height, width) > 2 and float(boxes.max()) <= 1.0:
-            raise ValueError(f"{name} look normalized to [0, 1] but the image is {height}x{width}: "
-                             "boxes must be in absolute pixels (multiply x by W and y by H)")
-        if (boxes[:, 0::2].min() < -1 or boxes[:, 1::2].min() < -1
-                or boxes[:, 0::2].max() > width + 1 or boxes[:, 1::2].max() > height + 1):
-            raise ValueError(f"{name} leave the {height}x{width} image: got range x [{float(boxes[:, 0::2].min()):.1f}, "
-                             f"{float(boxes[:, 0::2].max()):.1f}], y [{float(boxes[:, 1::2].min()):.1f}, "
-                             f"{float(boxes[:, 1::2].max()):.1f}]")
+            raise ValueError(
+                f"{name} look normalized to [0, 1] but the image is {height}x{width}: "
+                "boxes must be in absolute pixels (multiply x by W and y by H)"
+            )
+        if (
+            boxes[:, 0::2].min() < -1
+            or boxes[:, 1::2].min() < -1
+            or boxes[:, 0::2].max() > width + 1
+            or boxes[:, 1::2].max() > height + 1
+        ):
+            raise ValueError(
+                f"{name} leave the {height}x{width} image: got range x [{float(boxes[:, 0::2].min()):.1f}, "
+                f"{float(boxes[:, 0::2].max()):.1f}], y [{float(boxes[:, 1::2].min()):.1f}, "
+                f"{float(boxes[:, 1::2].max()):.1f}]"
+            )
     return boxes
 
 
@@ -89,14 +115,19 @@ def check_labels(labels, num_boxes: int | None = None, name: str = "labels") -> 
     if labels.dtype not in _INTEGER_DTYPES:
         raise TypeError(f"{name} must be an integer tensor (int64), got dtype {labels.dtype}")
     if num_boxes is not None and labels.shape[0] != num_boxes:
-        raise ValueError(f"{name} must have one entry per box: {num_boxes} boxes but {labels.shape[0]} labels")
+        raise ValueError(
+            f"{name} must have one entry per box: {num_boxes} boxes but {labels.shape[0]} labels"
+        )
     if labels.numel() and int(labels.min()) < 0:
-        raise ValueError(f"{name} must be >= 0 (0 = background, 1..K = classes), got {int(labels.min())}")
+        raise ValueError(
+            f"{name} must be >= 0 (0 = background, 1..K = classes), got {int(labels.min())}"
+        )
     return labels
 
 
-def check_masks(masks, num: int | None = None, canvas_size: tuple[int, int] | None = None,
-                name: str = "masks") -> torch.Tensor:
+def check_masks(
+    masks, num: int | None = None, canvas_size: tuple[int, int] | None = None, name: str = "masks"
+) -> torch.Tensor:
     """Instance masks: bool or uint8 tensor (N, H, W) with values 0/1."""
     masks = _require_tensor(masks, name)
     if masks.ndim != 3:
@@ -106,14 +137,23 @@ def check_masks(masks, num: int | None = None, canvas_size: tuple[int, int] | No
     if masks.dtype == torch.uint8 and masks.numel() and int(masks.max()) > 1:
         raise ValueError(f"{name} must hold 0/1 values, got a maximum of {int(masks.max())}")
     if num is not None and masks.shape[0] != num:
-        raise ValueError(f"{name} must have one mask per box: {num} boxes but {masks.shape[0]} masks")
+        raise ValueError(
+            f"{name} must have one mask per box: {num} boxes but {masks.shape[0]} masks"
+        )
     if canvas_size is not None and tuple(masks.shape[-2:]) != tuple(canvas_size):
-        raise ValueError(f"{name} must be {tuple(canvas_size)} like the image, got {tuple(masks.shape[-2:])}")
+        raise ValueError(
+            f"{name} must be {tuple(canvas_size)} like the image, got {tuple(masks.shape[-2:])}"
+        )
     return masks
 
 
-def check_semantic(semantic, num_classes: int | None = None, canvas_size: tuple[int, int] | None = None,
-                   name: str = "semantic", ignore_index: int = 255) -> torch.Tensor:
+def check_semantic(
+    semantic,
+    num_classes: int | None = None,
+    canvas_size: tuple[int, int] | None = None,
+    name: str = "semantic",
+    ignore_index: int = 255,
+) -> torch.Tensor:
     """A semantic map: integer tensor (H, W) of class ids in [0, num_classes) or ``ignore_index``."""
     semantic = _require_tensor(semantic, name)
     if semantic.ndim != 2:
@@ -121,40 +161,57 @@ def check_semantic(semantic, num_classes: int | None = None, canvas_size: tuple[
     if semantic.dtype not in _INTEGER_DTYPES:
         raise TypeError(f"{name} must hold integer class ids, got dtype {semantic.dtype}")
     if canvas_size is not None and tuple(semantic.shape) != tuple(canvas_size):
-        raise ValueError(f"{name} must be {tuple(canvas_size)} like the image, got {tuple(semantic.shape)}")
+        raise ValueError(
+            f"{name} must be {tuple(canvas_size)} like the image, got {tuple(semantic.shape)}"
+        )
     if num_classes is not None and semantic.numel():
         valid = (semantic >= 0) & ((semantic < num_classes) | (semantic == ignore_index))
         if not valid.all():
             bad = semantic[~valid].unique()[:5].tolist()
-            raise ValueError(f"{name} must hold ids in [0, {num_classes}) or {ignore_index} (ignored), got {bad}")
+            raise ValueError(
+                f"{name} must hold ids in [0, {num_classes}) or {ignore_index} (ignored), got {bad}"
+            )
     return semantic
 
 
-def check_masks_match_boxes(masks: torch.Tensor, boxes: torch.Tensor, tolerance: float = 1.0,
-                            name: str = "target") -> None:
+def check_masks_match_boxes(
+    masks: torch.Tensor, boxes: torch.Tensor, tolerance: float = 1.0, name: str = "target"
+) -> None:
     """Each non-empty mask must lie inside its box (up to ``tolerance`` pixels)."""
     for index in range(masks.shape[0]):
         ys, xs = torch.nonzero(masks[index], as_tuple=True)
         if ys.numel() == 0:
             continue
         x1, y1, x2, y2 = boxes[index].tolist()
-        if (xs.min() < x1 - tolerance or ys.min() < y1 - tolerance
-                or xs.max() + 1 > x2 + tolerance or ys.max() + 1 > y2 + tolerance):
-            raise ValueError(f"{name}: mask {index} spans x [{int(xs.min())}, {int(xs.max()) + 1}], "
-                             f"y [{int(ys.min())}, {int(ys.max()) + 1}] but its box is {[round(v, 1) for v in (x1, y1, x2, y2)]}:"
-                             " masks and boxes disagree (wrong order, or boxes not xyxy pixels?)")
+        if (
+            xs.min() < x1 - tolerance
+            or ys.min() < y1 - tolerance
+            or xs.max() + 1 > x2 + tolerance
+            or ys.max() + 1 > y2 + tolerance
+        ):
+            raise ValueError(
+                f"{name}: mask {index} spans x [{int(xs.min())}, {int(xs.max()) + 1}], "
+                f"y [{int(ys.min())}, {int(ys.max()) + 1}] but its box is {[round(v, 1) for v in (x1, y1, x2, y2)]}:"
+                " masks and boxes disagree (wrong order, or boxes not xyxy pixels?)"
+            )
 
 
-def check_target(target, canvas_size: tuple[int, int] | None = None, name: str = "target") -> Mapping:
+def check_target(
+    target, canvas_size: tuple[int, int] | None = None, name: str = "target"
+) -> Mapping:
     """A detection target: dict with ``boxes`` (N, 4) and ``labels`` (N,), optional ``masks`` (N, H, W).
 
     Checks every part and that masks and boxes agree. N = 0 is legal.
     """
     if not isinstance(target, Mapping):
-        raise TypeError(f"{name} must be a dict with 'boxes' and 'labels', got {type(target).__name__}")
+        raise TypeError(
+            f"{name} must be a dict with 'boxes' and 'labels', got {type(target).__name__}"
+        )
     missing = {"boxes", "labels"} - set(target)
     if missing:
-        raise ValueError(f"{name} is missing {sorted(missing)}: expected keys 'boxes' (N, 4) xyxy and 'labels' (N,)")
+        raise ValueError(
+            f"{name} is missing {sorted(missing)}: expected keys 'boxes' (N, 4) xyxy and 'labels' (N,)"
+        )
     boxes = check_boxes(target["boxes"], f"{name}['boxes']", canvas_size)
     check_labels(target["labels"], boxes.shape[0], f"{name}['labels']")
     if "masks" in target and target["masks"] is not None:

@@ -43,7 +43,6 @@ from course_utils.data.scenes import (
     THING_CLASSES,
     Scene,
     SceneConfig,
-    boxes_from_masks,
     config_hash,
     generate_scene,
     instance_map_from_masks,
@@ -74,15 +73,18 @@ def _check_count(value, name: str, minimum: int = 1) -> int:
 
 def _check_transforms(transforms) -> None:
     if transforms is not None and not callable(transforms):
-        raise TypeError(f"transforms must be callable (e.g. a torchvision.transforms.v2.Compose) or None, "
-                        f"got {type(transforms).__name__}")
+        raise TypeError(
+            f"transforms must be callable (e.g. a torchvision.transforms.v2.Compose) or None, "
+            f"got {type(transforms).__name__}"
+        )
 
 
 # --------------------------------------------------------------------------- generation and cache
 
 
-def generate_store(split: str, num_images: int, config: SceneConfig = SceneConfig(),
-                   progress: bool = False) -> dict[str, np.ndarray]:
+def generate_store(
+    split: str, num_images: int, config: SceneConfig = SceneConfig(), progress: bool = False
+) -> dict[str, np.ndarray]:
     """Generate scenes ``0..num_images-1`` of ``split`` into compact arrays.
 
     Returns a dict: ``images`` uint8 (M, H, W, 3), ``semantic`` uint8 (M, H, W),
@@ -119,7 +121,11 @@ def cache_path(split: str, num_images: int, config: SceneConfig = SceneConfig())
     """``data_dir()/"scenes"/<split>_<num_images>_<config hash>.npz``."""
     from course_utils.core.paths import data_dir
 
-    return data_dir() / "scenes" / f"{_check_split(split)}_{_check_count(num_images, 'num_images')}_{config_hash(config)}.npz"
+    return (
+        data_dir()
+        / "scenes"
+        / f"{_check_split(split)}_{_check_count(num_images, 'num_images')}_{config_hash(config)}.npz"
+    )
 
 
 def _slice_store(store: dict[str, np.ndarray], num_images: int) -> dict[str, np.ndarray]:
@@ -143,7 +149,9 @@ def _read_store(path: Path) -> dict[str, np.ndarray] | None:
 def _write_store(path: Path, store: dict[str, np.ndarray]) -> None:
     """Write a cache file atomically (temporary file in the same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem, suffix=".tmp", delete=False)
+    handle = tempfile.NamedTemporaryFile(
+        dir=path.parent, prefix=path.stem, suffix=".tmp", delete=False
+    )
     try:
         with handle:
             np.savez_compressed(handle, **store)
@@ -154,8 +162,13 @@ def _write_store(path: Path, store: dict[str, np.ndarray]) -> None:
         raise
 
 
-def load_or_generate(split: str, num_images: int, config: SceneConfig = SceneConfig(), cache: bool = True,
-                     progress: bool = True) -> dict[str, np.ndarray]:
+def load_or_generate(
+    split: str,
+    num_images: int,
+    config: SceneConfig = SceneConfig(),
+    cache: bool = True,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
     """The store of ``generate_store``, read from the cache when possible.
 
     A cached file of the same split and configuration with *at least* ``num_images``
@@ -185,7 +198,9 @@ def load_or_generate(split: str, num_images: int, config: SceneConfig = SceneCon
 def _to_image(pixels: np.ndarray) -> tv_tensors.Image:
     """uint8 (H, W, 3) -> ``Image`` float32 (3, H, W) in [0, 1]."""
     # numpy, not torch: tiny torch ops pay for intra-op threads on a busy 2-core machine
-    return tv_tensors.Image(torch.from_numpy(pixels.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)))
+    return tv_tensors.Image(
+        torch.from_numpy(pixels.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0))
+    )
 
 
 class SceneDataset(Dataset):
@@ -202,9 +217,16 @@ class SceneDataset(Dataset):
         progress: show a progress bar while generating.
     """
 
-    def __init__(self, split: str = "train", num_images: int = 500, config: SceneConfig = SceneConfig(),
-                 transforms: Callable | None = None, task: str = "detection", cache: bool = True,
-                 progress: bool = True) -> None:
+    def __init__(
+        self,
+        split: str = "train",
+        num_images: int = 500,
+        config: SceneConfig = SceneConfig(),
+        transforms: Callable | None = None,
+        task: str = "detection",
+        cache: bool = True,
+        progress: bool = True,
+    ) -> None:
         _check_split(split)
         _check_count(num_images, "num_images")
         if not isinstance(config, SceneConfig):
@@ -233,9 +255,13 @@ class SceneDataset(Dataset):
         index = self._index(index)
         start, stop = self._offsets[index], self._offsets[index + 1]
         masks = masks_from_instance_map(self._store["instances"][index], int(stop - start))
-        return Scene(image=self._store["images"][index], boxes=self._store["boxes"][start:stop],
-                     labels=self._store["labels"][start:stop], masks=masks,
-                     semantic=self._store["semantic"][index])
+        return Scene(
+            image=self._store["images"][index],
+            boxes=self._store["boxes"][start:stop],
+            labels=self._store["labels"][start:stop],
+            masks=masks,
+            semantic=self._store["semantic"][index],
+        )
 
     def __getitem__(self, index: int):
         index = self._index(index)
@@ -243,11 +269,16 @@ class SceneDataset(Dataset):
         image = _to_image(scene.image)
         semantic = tv_tensors.Mask(torch.from_numpy(scene.semantic.astype(np.int64)))
         if self.task == "segmentation":
-            return self.transforms(image, semantic) if self.transforms is not None else (image, semantic)
+            return (
+                self.transforms(image, semantic)
+                if self.transforms is not None
+                else (image, semantic)
+            )
         size = self.config.size
         target = {
-            "boxes": tv_tensors.BoundingBoxes(torch.from_numpy(scene.boxes.copy()), format="XYXY",
-                                              canvas_size=(size, size)),
+            "boxes": tv_tensors.BoundingBoxes(
+                torch.from_numpy(scene.boxes.copy()), format="XYXY", canvas_size=(size, size)
+            ),
             "labels": torch.from_numpy(scene.labels.copy()),
             "masks": tv_tensors.Mask(torch.from_numpy(scene.masks.astype(np.uint8))),
             "semantic": semantic,
@@ -256,8 +287,10 @@ class SceneDataset(Dataset):
         return self.transforms(image, target) if self.transforms is not None else (image, target)
 
     def __repr__(self) -> str:
-        return (f"SceneDataset(split={self.split!r}, num_images={len(self)}, task={self.task!r}, "
-                f"size={self.config.size}, instances={len(self._store['labels'])})")
+        return (
+            f"SceneDataset(split={self.split!r}, num_images={len(self)}, task={self.task!r}, "
+            f"size={self.config.size}, instances={len(self._store['labels'])})"
+        )
 
 
 def detection_collate(batch):
@@ -281,12 +314,26 @@ def _square_window(box: torch.Tensor, context: float) -> torch.Tensor:
 def _crop(image: torch.Tensor, window: torch.Tensor, crop_size: int) -> torch.Tensor:
     """Cut integer-rounded ``window`` (zero-padded outside the image), resize to crop_size."""
     left, top, right, bottom = (int(v) for v in torch.round(window).tolist())
-    return F.resized_crop(image, top, left, max(bottom - top, 1), max(right - left, 1), [crop_size, crop_size],
-                          antialias=True)
+    return F.resized_crop(
+        image,
+        top,
+        left,
+        max(bottom - top, 1),
+        max(right - left, 1),
+        [crop_size, crop_size],
+        antialias=True,
+    )
 
 
-def _background_windows(rng: np.random.Generator, boxes: torch.Tensor, count: int, size: int,
-                        low: float, high: float, attempts: int = 50) -> list[torch.Tensor]:
+def _background_windows(
+    rng: np.random.Generator,
+    boxes: torch.Tensor,
+    count: int,
+    size: int,
+    low: float,
+    high: float,
+    attempts: int = 50,
+) -> list[torch.Tensor]:
     """Up to ``count`` random square windows (sides log-uniform in [low, high]) inside the image
     with IoU < 0.3 with every box and covering less than half of any box."""
     windows: list[torch.Tensor] = []
@@ -298,8 +345,12 @@ def _background_windows(rng: np.random.Generator, boxes: torch.Tensor, count: in
         window = torch.tensor([[x, y, x + side, y + side]], dtype=torch.float32)
         if len(boxes):
             iou = box_iou(window, boxes)[0]
-            inter_w = (torch.minimum(window[0, 2], boxes[:, 2]) - torch.maximum(window[0, 0], boxes[:, 0])).clamp(min=0)
-            inter_h = (torch.minimum(window[0, 3], boxes[:, 3]) - torch.maximum(window[0, 1], boxes[:, 1])).clamp(min=0)
+            inter_w = (
+                torch.minimum(window[0, 2], boxes[:, 2]) - torch.maximum(window[0, 0], boxes[:, 0])
+            ).clamp(min=0)
+            inter_h = (
+                torch.minimum(window[0, 3], boxes[:, 3]) - torch.maximum(window[0, 1], boxes[:, 1])
+            ).clamp(min=0)
             inside = inter_w * inter_h / ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
             if (iou >= 0.3).any() or (inside >= 0.5).any():
                 continue
@@ -323,22 +374,42 @@ class CropDataset(Dataset):
     came from; ``scenes`` is the underlying ``SceneDataset``.
     """
 
-    def __init__(self, split: str = "train", num_images: int = 200, crop_size: int = 32, context: float = 0.25,
-                 background_per_image: int = 3, config: SceneConfig = SceneConfig(),
-                 transforms: Callable | None = None, seed: int = 0, cache: bool = True) -> None:
+    def __init__(
+        self,
+        split: str = "train",
+        num_images: int = 200,
+        crop_size: int = 32,
+        context: float = 0.25,
+        background_per_image: int = 3,
+        config: SceneConfig = SceneConfig(),
+        transforms: Callable | None = None,
+        seed: int = 0,
+        cache: bool = True,
+    ) -> None:
         _check_count(crop_size, "crop_size", minimum=4)
         _check_count(background_per_image, "background_per_image", minimum=0)
         _check_count(seed, "seed", minimum=0)
-        if isinstance(context, bool) or not isinstance(context, (int, float)) or not 0 <= context <= 2:
-            raise ValueError(f"context must be a number in [0, 2] (fraction of the object's side), got {context!r}")
+        if (
+            isinstance(context, bool)
+            or not isinstance(context, (int, float))
+            or not 0 <= context <= 2
+        ):
+            raise ValueError(
+                f"context must be a number in [0, 2] (fraction of the object's side), got {context!r}"
+            )
         _check_transforms(transforms)
         self.scenes = SceneDataset(split, num_images, config, cache=cache, progress=False)
         self.crop_size, self.context, self.transforms = crop_size, float(context), transforms
         self.classes: tuple[str, ...] = ("background",) + THING_CLASSES
-        crops, labels, windows, sources = self._collect(np.random.default_rng(np.random.SeedSequence([seed, 7])),
-                                                        background_per_image)
+        crops, labels, windows, sources = self._collect(
+            np.random.default_rng(np.random.SeedSequence([seed, 7])), background_per_image
+        )
         keep = self._balance(np.random.default_rng(np.random.SeedSequence([seed, 11])), labels)
-        self._crops = torch.stack(crops)[keep] if crops else torch.zeros((0, 3, crop_size, crop_size), dtype=torch.uint8)
+        self._crops = (
+            torch.stack(crops)[keep]
+            if crops
+            else torch.zeros((0, 3, crop_size, crop_size), dtype=torch.uint8)
+        )
         self.labels = torch.as_tensor(labels, dtype=torch.int64)[keep]
         self.windows = torch.stack(windows)[keep] if windows else torch.zeros((0, 4))
         self.image_indices = torch.as_tensor(sources, dtype=torch.int64)[keep]
@@ -351,10 +422,21 @@ class CropDataset(Dataset):
             scene = self.scenes.scene(index)
             image = torch.from_numpy(np.ascontiguousarray(scene.image)).permute(2, 0, 1)
             boxes = torch.from_numpy(scene.boxes)
-            found = [(_square_window(box, self.context), int(label)) for box, label in zip(boxes, scene.labels)]
-            found += [(window, 0) for window in _background_windows(
-                rng, boxes, background_per_image, self.scenes.config.size, low, min(high * (1 + 2 * self.context),
-                                                                                      self.scenes.config.size))]
+            found = [
+                (_square_window(box, self.context), int(label))
+                for box, label in zip(boxes, scene.labels)
+            ]
+            found += [
+                (window, 0)
+                for window in _background_windows(
+                    rng,
+                    boxes,
+                    background_per_image,
+                    self.scenes.config.size,
+                    low,
+                    min(high * (1 + 2 * self.context), self.scenes.config.size),
+                )
+            ]
             for window, label in found:
                 crops.append(_crop(image, window, self.crop_size))
                 labels.append(label)
@@ -368,11 +450,17 @@ class CropDataset(Dataset):
         counts = np.bincount(labels_array, minlength=len(self.classes))
         if counts.min() == 0:
             missing = [self.classes[i] for i in np.flatnonzero(counts == 0)]
-            raise ValueError(f"no crops of {missing} in {len(self.scenes)} scenes: use more num_images "
-                             "(or background_per_image > 0)")
+            raise ValueError(
+                f"no crops of {missing} in {len(self.scenes)} scenes: use more num_images "
+                "(or background_per_image > 0)"
+            )
         per_label = int(counts.min())
-        keep = np.concatenate([rng.permutation(np.flatnonzero(labels_array == label))[:per_label]
-                               for label in range(len(self.classes))])
+        keep = np.concatenate(
+            [
+                rng.permutation(np.flatnonzero(labels_array == label))[:per_label]
+                for label in range(len(self.classes))
+            ]
+        )
         return torch.from_numpy(rng.permutation(keep))
 
     def __len__(self) -> int:
@@ -387,8 +475,10 @@ class CropDataset(Dataset):
         return crop, int(self.labels[index])
 
     def __repr__(self) -> str:
-        return (f"CropDataset(split={self.scenes.split!r}, crops={len(self)}, per_label={len(self) // len(self.classes)}, "
-                f"crop_size={self.crop_size})")
+        return (
+            f"CropDataset(split={self.scenes.split!r}, crops={len(self)}, per_label={len(self) // len(self.classes)}, "
+            f"crop_size={self.crop_size})"
+        )
 
 
 # --------------------------------------------------------------------------- COCO format
@@ -419,9 +509,13 @@ def export_coco(dataset, out_dir: str | Path, categories: tuple[str, ...] = THIN
     from PIL import Image as PILImage
 
     if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
-        raise TypeError(f"dataset must be a map-style dataset of detection items, got {type(dataset).__name__}")
+        raise TypeError(
+            f"dataset must be a map-style dataset of detection items, got {type(dataset).__name__}"
+        )
     if getattr(dataset, "task", "detection") != "detection":
-        raise ValueError("export_coco needs detection items: use SceneDataset(..., task='detection')")
+        raise ValueError(
+            "export_coco needs detection items: use SceneDataset(..., task='detection')"
+        )
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
@@ -431,20 +525,33 @@ def export_coco(dataset, out_dir: str | Path, categories: tuple[str, ...] = THIN
         file_name = f"{image_id:06d}.png"
         PILImage.fromarray(_to_uint8(image)).save(out_dir / "images" / file_name)
         height, width = image.shape[-2:]
-        images.append({"id": image_id, "file_name": file_name, "height": int(height), "width": int(width)})
+        images.append(
+            {"id": image_id, "file_name": file_name, "height": int(height), "width": int(width)}
+        )
         masks = target.get("masks")
         for k, (box, label) in enumerate(zip(target["boxes"].tolist(), target["labels"].tolist())):
-            annotation = {"id": len(annotations) + 1, "image_id": image_id, "category_id": int(label),
-                          "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]], "iscrowd": 0,
-                          "area": float((box[2] - box[0]) * (box[3] - box[1]))}
+            annotation = {
+                "id": len(annotations) + 1,
+                "image_id": image_id,
+                "category_id": int(label),
+                "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
+                "iscrowd": 0,
+                "area": float((box[2] - box[0]) * (box[3] - box[1])),
+            }
             if masks is not None:
                 mask = masks[k].cpu().numpy()
                 annotation["segmentation"] = _rle(mask)
                 annotation["area"] = float(mask.astype(bool).sum())
             annotations.append(annotation)
-    coco = {"info": {"description": "exported by course_utils.data.datasets.export_coco"}, "images": images,
-            "annotations": annotations,
-            "categories": [{"id": i + 1, "name": name, "supercategory": "thing"} for i, name in enumerate(categories)]}
+    coco = {
+        "info": {"description": "exported by course_utils.data.datasets.export_coco"},
+        "images": images,
+        "annotations": annotations,
+        "categories": [
+            {"id": i + 1, "name": name, "supercategory": "thing"}
+            for i, name in enumerate(categories)
+        ],
+    }
     ann_file = out_dir / "annotations.json"
     ann_file.write_text(json.dumps(coco))
     return ann_file
@@ -461,18 +568,24 @@ class CocoDataset(Dataset):
     category names ordered by id.
     """
 
-    def __init__(self, image_dir: str | Path, ann_file: str | Path, transforms: Callable | None = None) -> None:
+    def __init__(
+        self, image_dir: str | Path, ann_file: str | Path, transforms: Callable | None = None
+    ) -> None:
         from torchvision.datasets import CocoDetection, wrap_dataset_for_transforms_v2
 
         image_dir, ann_file = Path(image_dir), Path(ann_file)
         if not image_dir.is_dir():
             raise ValueError(f"image_dir must be a folder of images, {image_dir} is not one")
         if not ann_file.is_file():
-            raise ValueError(f"ann_file must be a COCO instances json file, {ann_file} does not exist")
+            raise ValueError(
+                f"ann_file must be a COCO instances json file, {ann_file} does not exist"
+            )
         _check_transforms(transforms)
         self.transforms = transforms
         self._coco = CocoDetection(str(image_dir), str(ann_file))
-        self._with_masks = all("segmentation" in a for a in self._coco.coco.dataset.get("annotations", []))
+        self._with_masks = all(
+            "segmentation" in a for a in self._coco.coco.dataset.get("annotations", [])
+        )
         keys = ("image_id", "boxes", "labels") + (("masks",) if self._with_masks else ())
         self._wrapped = wrap_dataset_for_transforms_v2(self._coco, target_keys=keys)
         categories = sorted(self._coco.coco.dataset.get("categories", []), key=lambda c: c["id"])
@@ -489,11 +602,16 @@ class CocoDataset(Dataset):
         height, width = image.shape[-2:]
         boxes = raw.get("boxes")
         if boxes is None:
-            boxes = tv_tensors.BoundingBoxes(torch.zeros((0, 4)), format="XYXY", canvas_size=(height, width))
+            boxes = tv_tensors.BoundingBoxes(
+                torch.zeros((0, 4)), format="XYXY", canvas_size=(height, width)
+            )
         count = boxes.shape[0]
         masks = raw.get("masks")
-        masks = (tv_tensors.Mask(masks.to(torch.uint8)) if masks is not None
-                 else tv_tensors.Mask(torch.zeros((count, height, width), dtype=torch.uint8)))
+        masks = (
+            tv_tensors.Mask(masks.to(torch.uint8))
+            if masks is not None
+            else tv_tensors.Mask(torch.zeros((count, height, width), dtype=torch.uint8))
+        )
         target = {
             "boxes": tv_tensors.wrap(boxes.to(torch.float32), like=boxes),
             "labels": torch.as_tensor(raw.get("labels", []), dtype=torch.int64).reshape(count),

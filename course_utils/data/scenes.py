@@ -66,7 +66,9 @@ GENERATOR_VERSION = 4
 
 _SPLIT_IDS = {"train": 1, "val": 2, "test": 3}
 _MAX_INDEX = 2**32
-_VERTEX_GRID = 256.0  # polygon vertices are rounded to 1/256 px (platform-independent rasterisation)
+_VERTEX_GRID = (
+    256.0  # polygon vertices are rounded to 1/256 px (platform-independent rasterisation)
+)
 
 # Tint priors of the textured stuff classes: (hue centre, hue jitter, saturation range, value range).
 _STUFF_TINTS = {
@@ -136,7 +138,9 @@ def _require_int(value, name: str, low: int, high: int | None = None) -> None:
 
 def _require_fraction(value, name: str, low: float = 0.0, high: float = 1.0) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"SceneConfig.{name} must be a number, got {type(value).__name__} {value!r}")
+        raise TypeError(
+            f"SceneConfig.{name} must be a number, got {type(value).__name__} {value!r}"
+        )
     if not low <= float(value) <= high:
         raise ValueError(f"SceneConfig.{name} must lie in [{low}, {high}], got {value}")
 
@@ -147,7 +151,9 @@ def _validate_config(config: SceneConfig) -> None:
     _require_int(config.min_objects, "min_objects", 0, 50)
     _require_int(config.max_objects, "max_objects", 0, 50)
     if config.max_objects < config.min_objects:
-        raise ValueError(f"SceneConfig.max_objects ({config.max_objects}) must be >= min_objects ({config.min_objects})")
+        raise ValueError(
+            f"SceneConfig.max_objects ({config.max_objects}) must be >= min_objects ({config.min_objects})"
+        )
     for name in ("min_object_size", "max_object_size"):
         value = getattr(config, name)
         if value is not None:
@@ -156,7 +162,9 @@ def _validate_config(config: SceneConfig) -> None:
     if high > config.size:
         raise ValueError(f"SceneConfig.max_object_size ({high:g}) must be <= size ({config.size})")
     if low > high:
-        raise ValueError(f"SceneConfig.min_object_size ({low:g}) must be <= max_object_size ({high:g})")
+        raise ValueError(
+            f"SceneConfig.min_object_size ({low:g}) must be <= max_object_size ({high:g})"
+        )
     _require_fraction(config.max_aspect, "max_aspect", 1.0, 4.0)
     _require_fraction(config.thing_texture_strength, "thing_texture_strength")
     _require_fraction(config.min_thing_contrast, "min_thing_contrast", 0.0, 1.0)
@@ -165,8 +173,10 @@ def _validate_config(config: SceneConfig) -> None:
     _require_int(config.min_distractors, "min_distractors", 0, 50)
     _require_int(config.max_distractors, "max_distractors", 0, 50)
     if config.max_distractors < config.min_distractors:
-        raise ValueError(f"SceneConfig.max_distractors ({config.max_distractors}) must be >= "
-                         f"min_distractors ({config.min_distractors})")
+        raise ValueError(
+            f"SceneConfig.max_distractors ({config.max_distractors}) must be >= "
+            f"min_distractors ({config.min_distractors})"
+        )
     _require_fraction(config.texture_contrast, "texture_contrast", 0.0, 2.0)
     _require_fraction(config.random_stuff_color, "random_stuff_color")
     _require_fraction(config.sky_probability, "sky_probability")
@@ -230,7 +240,11 @@ def instance_map_from_masks(masks: np.ndarray) -> np.ndarray:
     if masks.shape[0] and masks.sum(axis=0).max() > 1:
         raise ValueError("masks overlap: an id map needs disjoint (visible-pixel) masks")
     ids = np.arange(1, masks.shape[0] + 1, dtype=np.uint8)[:, None, None]
-    return (masks * ids).sum(axis=0, dtype=np.uint8) if masks.shape[0] else np.zeros(masks.shape[1:], np.uint8)
+    return (
+        (masks * ids).sum(axis=0, dtype=np.uint8)
+        if masks.shape[0]
+        else np.zeros(masks.shape[1:], np.uint8)
+    )
 
 
 def masks_from_instance_map(instance_map: np.ndarray, num_instances: int) -> np.ndarray:
@@ -258,8 +272,15 @@ def boxes_from_masks(masks: np.ndarray | torch.Tensor) -> np.ndarray:
     if not rows.any(axis=1).all():
         raise ValueError("every mask must have at least one pixel to have a box")
     height, width = masks.shape[1:]
-    boxes = np.stack([cols.argmax(axis=1), rows.argmax(axis=1),
-                      width - cols[:, ::-1].argmax(axis=1), height - rows[:, ::-1].argmax(axis=1)], axis=1)
+    boxes = np.stack(
+        [
+            cols.argmax(axis=1),
+            rows.argmax(axis=1),
+            width - cols[:, ::-1].argmax(axis=1),
+            height - rows[:, ::-1].argmax(axis=1),
+        ],
+        axis=1,
+    )
     return boxes.astype(np.float32).reshape(-1, 4)
 
 
@@ -296,7 +317,9 @@ def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
     return np.array([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][sector])
 
 
-def _random_color(rng: np.random.Generator, avoid: np.ndarray | None = None, distance: float = 0.0) -> np.ndarray:
+def _random_color(
+    rng: np.random.Generator, avoid: np.ndarray | None = None, distance: float = 0.0
+) -> np.ndarray:
     """A colour for a thing or distractor: any hue, mostly saturated, never black.
 
     With ``avoid`` (RGB), re-sampled (at most 20 times) until it is at least ``distance``
@@ -315,9 +338,16 @@ def _pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, cols
 
 
-def _thing_texture(rng: np.random.Generator, ys: np.ndarray, xs: np.ndarray, center: np.ndarray,
-                   scale: float, strength: float = 1.0, avoid: np.ndarray | None = None,
-                   contrast: float = 0.0) -> np.ndarray:
+def _thing_texture(
+    rng: np.random.Generator,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    center: np.ndarray,
+    scale: float,
+    strength: float = 1.0,
+    avoid: np.ndarray | None = None,
+    contrast: float = 0.0,
+) -> np.ndarray:
     """Colours (K, 3) float of the pixels ``(ys, xs)`` of one object's (or distractor's) surface.
 
     Picks one of ``THING_TEXTURES``; colours are independent of the object's class.
@@ -340,18 +370,23 @@ def _thing_texture(rng: np.random.Generator, ys: np.ndarray, xs: np.ndarray, cen
         weight = ((ys // cell + xs // cell) % 2).astype(np.float64)
     elif kind == "noise":
         block = int(rng.integers(1, 4))
-        coarse = rng.random((int(ys.max(initial=0)) // block + 1, int(xs.max(initial=0)) // block + 1))
+        coarse = rng.random(
+            (int(ys.max(initial=0)) // block + 1, int(xs.max(initial=0)) // block + 1)
+        )
         weight = coarse[ys // block, xs // block]
     else:  # shading: a lit sphere-like gradient from a highlight point
         highlight = center + rng.uniform(-0.3, 0.3, 2) * scale
-        weight = np.clip(np.hypot(rows - highlight[0], cols - highlight[1]) / max(scale, 1.0), 0.0, 1.0)
+        weight = np.clip(
+            np.hypot(rows - highlight[0], cols - highlight[1]) / max(scale, 1.0), 0.0, 1.0
+        )
         second = first * rng.uniform(0.15, 0.5)
     weight = weight[:, None]
     return first * (1 - weight) + second * weight
 
 
-def _stuff_texture(rng: np.random.Generator, name: str, size: int, contrast: float,
-                   random_color: float) -> np.ndarray:
+def _stuff_texture(
+    rng: np.random.Generator, name: str, size: int, contrast: float, random_color: float
+) -> np.ndarray:
     """RGB float (size, size, 3) filling a stuff region of class ``name``."""
     if name == "sky":
         top = _hsv_to_rgb(rng.normal(0.58, 0.04), rng.uniform(0.3, 0.8), rng.uniform(0.55, 0.95))
@@ -361,7 +396,9 @@ def _stuff_texture(rng: np.random.Generator, name: str, size: int, contrast: flo
     hue, jitter, saturation, value = _STUFF_TINTS[name]
     if rng.random() < random_color:
         hue, jitter = rng.random(), 0.0
-    base = _hsv_to_rgb(hue + rng.uniform(-jitter, jitter), rng.uniform(*saturation), rng.uniform(*value))
+    base = _hsv_to_rgb(
+        hue + rng.uniform(-jitter, jitter), rng.uniform(*saturation), rng.uniform(*value)
+    )
     material = _material(name)
     step = int(rng.integers(1, 3))
     offset = rng.integers(0, material.shape[0], 2)
@@ -402,7 +439,9 @@ def _unit_outline(rng: np.random.Generator, shape: str) -> np.ndarray:
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def _place(outline: np.ndarray, center: np.ndarray, size: float, aspect: float, angle: float) -> np.ndarray:
+def _place(
+    outline: np.ndarray, center: np.ndarray, size: float, aspect: float, angle: float
+) -> np.ndarray:
     """Stretch (1 x 1/aspect), rotate, scale to ``size`` (longest extent), move to ``center`` (row, col)."""
     stretched = outline * np.array([1.0, 1.0 / aspect])
     cos, sin = np.cos(angle), np.sin(angle)
@@ -463,11 +502,14 @@ def _stuff_layout(rng: np.random.Generator, config: SceneConfig) -> np.ndarray:
     phase = rng.uniform(0, 2 * np.pi, 2)
     warped_rows = _on_grid(rows + amplitude * np.sin(frequency * cols + phase[0]))
     warped_cols = _on_grid(cols + amplitude * np.sin(frequency * rows + phase[1]))
-    distance = (warped_rows[None] - seeds[:, 0, None, None]) ** 2 + (warped_cols[None] - seeds[:, 1, None, None]) ** 2
+    distance = (warped_rows[None] - seeds[:, 0, None, None]) ** 2 + (
+        warped_cols[None] - seeds[:, 1, None, None]
+    ) ** 2
     layout = np.asarray(textured[:count], dtype=np.uint8)[np.argmin(distance, axis=0)]
     if with_sky:
         horizon = rng.uniform(0.2, 0.55) * size + rng.uniform(0, 0.06 * size) * np.sin(
-            rng.uniform(0.5, 2.0) * 2 * np.pi * cols / size + rng.uniform(0, 2 * np.pi))
+            rng.uniform(0.5, 2.0) * 2 * np.pi * cols / size + rng.uniform(0, 2 * np.pi)
+        )
         layout[rows < _on_grid(horizon)] = 0
     return layout
 
@@ -476,8 +518,13 @@ def _paint_stuff(rng: np.random.Generator, layout: np.ndarray, config: SceneConf
     """RGB float (H, W, 3) of the background, one texture per stuff id present in ``layout``."""
     image = np.zeros((config.size, config.size, 3))
     for stuff_id in np.unique(layout):
-        fill = _stuff_texture(rng, STUFF_CLASSES[stuff_id], config.size, config.texture_contrast,
-                              config.random_stuff_color)
+        fill = _stuff_texture(
+            rng,
+            STUFF_CLASSES[stuff_id],
+            config.size,
+            config.texture_contrast,
+            config.random_stuff_color,
+        )
         region = layout == stuff_id
         image[region] = fill[region]
     return image
@@ -492,11 +539,14 @@ def _paint_distractors(rng: np.random.Generator, image: np.ndarray, config: Scen
         if ys.size == 0:
             continue
         center = np.array([ys.mean(), xs.mean()])
-        image[ys, xs] = _thing_texture(rng, ys, xs, center, max(float(np.sqrt(ys.size)), 2.0),
-                                       config.thing_texture_strength)
+        image[ys, xs] = _thing_texture(
+            rng, ys, xs, center, max(float(np.sqrt(ys.size)), 2.0), config.thing_texture_strength
+        )
 
 
-def _sample_thing(rng: np.random.Generator, config: SceneConfig) -> tuple[int, np.ndarray, np.ndarray, float]:
+def _sample_thing(
+    rng: np.random.Generator, config: SceneConfig
+) -> tuple[int, np.ndarray, np.ndarray, float]:
     """(label 1..3, full bool mask (H, W), centre (row, col), size in px) of one candidate object."""
     low, high = config.object_size_range()
     label = int(rng.integers(1, len(THING_CLASSES) + 1))
@@ -513,11 +563,17 @@ def _visible_enough(owner: np.ndarray, areas: list[int], config: SceneConfig) ->
     """Whether every instance in the ``owner`` id map keeps enough visible pixels."""
     visible = np.bincount(owner.ravel(), minlength=len(areas) + 1)[1:]
     areas_array = np.asarray(areas)
-    return bool(np.all((visible >= config.min_visible_pixels)
-                       & (visible >= config.min_visible_fraction * areas_array)))
+    return bool(
+        np.all(
+            (visible >= config.min_visible_pixels)
+            & (visible >= config.min_visible_fraction * areas_array)
+        )
+    )
 
 
-def _place_things(rng: np.random.Generator, config: SceneConfig) -> tuple[list[int], list[tuple], np.ndarray]:
+def _place_things(
+    rng: np.random.Generator, config: SceneConfig
+) -> tuple[list[int], list[tuple], np.ndarray]:
     """Labels, (centre, size) pairs and the uint8 owner map (0 = stuff, i + 1 = object i) after occlusion.
 
     Objects are drawn in order (later ones on top); a placement that would leave any
@@ -560,13 +616,31 @@ def generate_scene(seed: int, config: SceneConfig = SceneConfig()) -> Scene:
     labels, placed, owner = _place_things(rng, config)
     for index, (center, extent) in enumerate(placed):
         ys, xs = np.nonzero(owner == index + 1)
-        image[ys, xs] = _thing_texture(rng, ys, xs, center, extent / 2, config.thing_texture_strength,
-                                       image[ys, xs].mean(axis=0), config.min_thing_contrast)
+        image[ys, xs] = _thing_texture(
+            rng,
+            ys,
+            xs,
+            center,
+            extent / 2,
+            config.thing_texture_strength,
+            image[ys, xs].mean(axis=0),
+            config.min_thing_contrast,
+        )
     if config.noise_level:
-        image = image + rng.integers(-config.noise_level, config.noise_level + 1, image.shape) / 255.0
+        image = (
+            image + rng.integers(-config.noise_level, config.noise_level + 1, image.shape) / 255.0
+        )
     pixels = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
     masks = masks_from_instance_map(owner, len(labels))
     label_array = np.asarray(labels, dtype=np.int64)
     semantic = layout.copy()
-    semantic[owner > 0] = (len(STUFF_CLASSES) - 1 + label_array[owner[owner > 0] - 1]).astype(np.uint8)
-    return Scene(image=pixels, boxes=boxes_from_masks(masks), labels=label_array, masks=masks, semantic=semantic)
+    semantic[owner > 0] = (len(STUFF_CLASSES) - 1 + label_array[owner[owner > 0] - 1]).astype(
+        np.uint8
+    )
+    return Scene(
+        image=pixels,
+        boxes=boxes_from_masks(masks),
+        labels=label_array,
+        masks=masks,
+        semantic=semantic,
+    )

@@ -43,17 +43,23 @@ def _check_weights(weights: Sequence[float]) -> tuple[float, float, float, float
 
 def _check_box_tensor(boxes, name: str) -> torch.Tensor:
     if not isinstance(boxes, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (..., 4) of (x1, y1, x2, y2) boxes, got {type(boxes).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor (..., 4) of (x1, y1, x2, y2) boxes, got {type(boxes).__name__}"
+        )
     boxes = boxes.as_subclass(torch.Tensor)
     if boxes.ndim < 1 or boxes.shape[-1] != 4:
-        raise ValueError(f"{name} must have shape (..., 4) with (x1, y1, x2, y2) in the last dimension, "
-                         f"got {tuple(boxes.shape)}")
+        raise ValueError(
+            f"{name} must have shape (..., 4) with (x1, y1, x2, y2) in the last dimension, "
+            f"got {tuple(boxes.shape)}"
+        )
     if not boxes.is_floating_point():
         raise TypeError(f"{name} must be a float tensor, got dtype {boxes.dtype}")
     return boxes
 
 
-def box_centers_sizes(boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def box_centers_sizes(
+    boxes: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Centre x, centre y, width and height of ``(..., 4)`` xyxy boxes, each of shape ``(...)``."""
     boxes = _check_box_tensor(boxes, "boxes")
     widths = boxes[..., 2] - boxes[..., 0]
@@ -61,8 +67,9 @@ def box_centers_sizes(boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, 
     return boxes[..., 0] + 0.5 * widths, boxes[..., 1] + 0.5 * heights, widths, heights
 
 
-def encode_boxes(proposals: torch.Tensor, gt_boxes: torch.Tensor,
-                 weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0)) -> torch.Tensor:
+def encode_boxes(
+    proposals: torch.Tensor, gt_boxes: torch.Tensor, weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0)
+) -> torch.Tensor:
     """Regression targets ``(tx, ty, tw, th)`` that move each proposal onto its ground-truth box.
 
     Args:
@@ -83,13 +90,26 @@ def encode_boxes(proposals: torch.Tensor, gt_boxes: torch.Tensor,
     gx, gy, gw, gh = box_centers_sizes(gt_boxes.to(proposals.dtype))
     for name, sides in (("proposals", (pw, ph)), ("gt_boxes", (gw, gh))):
         if any(bool((side <= 0).any()) for side in sides):
-            raise ValueError(f"{name} must have positive width and height (x2 > x1, y2 > y1) to be encoded")
-    return torch.stack([wx * (gx - px) / pw, wy * (gy - py) / ph,
-                        ww * torch.log(gw / pw), wh * torch.log(gh / ph)], dim=-1)
+            raise ValueError(
+                f"{name} must have positive width and height (x2 > x1, y2 > y1) to be encoded"
+            )
+    return torch.stack(
+        [
+            wx * (gx - px) / pw,
+            wy * (gy - py) / ph,
+            ww * torch.log(gw / pw),
+            wh * torch.log(gh / ph),
+        ],
+        dim=-1,
+    )
 
 
-def decode_boxes(proposals: torch.Tensor, deltas: torch.Tensor,
-                 weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0), clip: float = BBOX_XFORM_CLIP) -> torch.Tensor:
+def decode_boxes(
+    proposals: torch.Tensor,
+    deltas: torch.Tensor,
+    weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+    clip: float = BBOX_XFORM_CLIP,
+) -> torch.Tensor:
     """Apply regression outputs ``(tx, ty, tw, th)`` to proposals: the inverse of :func:`encode_boxes`.
 
     Args:

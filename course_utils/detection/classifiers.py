@@ -26,7 +26,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CropClassifier", "RandomQuarterTurn", "Standardize", "crop_augmentation", "classifier_accuracy", "predict_proba", "train_crop_classifier"]
+__all__ = [
+    "CropClassifier",
+    "RandomQuarterTurn",
+    "Standardize",
+    "crop_augmentation",
+    "classifier_accuracy",
+    "predict_proba",
+    "train_crop_classifier",
+]
 
 
 def _check_positive_int(value, name: str, minimum: int = 1) -> int:
@@ -78,16 +86,32 @@ class CropClassifier(nn.Module):
         feature_dim: ``4 * width * (crop_size // 8) ** 2``.
     """
 
-    def __init__(self, num_classes: int = 4, in_channels: int = 3, crop_size: int = 32, width: int = 16,
-                 dropout: float = 0.1, standardize: bool = False) -> None:
+    def __init__(
+        self,
+        num_classes: int = 4,
+        in_channels: int = 3,
+        crop_size: int = 32,
+        width: int = 16,
+        dropout: float = 0.1,
+        standardize: bool = False,
+    ) -> None:
         super().__init__()
         _check_positive_int(num_classes, "num_classes", 2)
         _check_positive_int(in_channels, "in_channels")
         _check_positive_int(crop_size, "crop_size", 8)
         _check_positive_int(width, "width")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        if (
+            isinstance(dropout, bool)
+            or not isinstance(dropout, (int, float))
+            or not 0 <= dropout < 1
+        ):
             raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
-        self.num_classes, self.in_channels, self.crop_size, self.width = num_classes, in_channels, crop_size, width
+        self.num_classes, self.in_channels, self.crop_size, self.width = (
+            num_classes,
+            in_channels,
+            crop_size,
+            width,
+        )
         self.standardize = bool(standardize)
         side = crop_size // 8
         self.feature_dim = 4 * width * side * side
@@ -107,17 +131,23 @@ class CropClassifier(nn.Module):
 
     def _check_crops(self, crops) -> None:
         if not isinstance(crops, torch.Tensor):
-            raise TypeError(f"crops must be a torch.Tensor (B, C, S, S), got {type(crops).__name__}")
+            raise TypeError(
+                f"crops must be a torch.Tensor (B, C, S, S), got {type(crops).__name__}"
+            )
         expected = (self.in_channels, self.crop_size, self.crop_size)
         if crops.ndim != 4 or tuple(crops.shape[1:]) != expected:
-            raise ValueError(f"crops must have shape (B, {expected[0]}, {expected[1]}, {expected[2]}), "
-                             f"got {tuple(crops.shape)}; resize windows to crop_size={self.crop_size} first")
+            raise ValueError(
+                f"crops must have shape (B, {expected[0]}, {expected[1]}, {expected[2]}), "
+                f"got {tuple(crops.shape)}; resize windows to crop_size={self.crop_size} first"
+            )
         if not crops.is_floating_point():
             raise TypeError(f"crops must be float in [0, 1], got dtype {crops.dtype}")
 
     def extra_repr(self) -> str:
-        return (f"num_classes={self.num_classes}, in_channels={self.in_channels}, crop_size={self.crop_size}, "
-                f"width={self.width}, feature_dim={self.feature_dim}, standardize={self.standardize}")
+        return (
+            f"num_classes={self.num_classes}, in_channels={self.in_channels}, crop_size={self.crop_size}, "
+            f"width={self.width}, feature_dim={self.feature_dim}, standardize={self.standardize}"
+        )
 
 
 class RandomQuarterTurn(nn.Module):
@@ -148,8 +178,14 @@ def predict_proba(model: nn.Module, crops: torch.Tensor, batch_size: int = 1024)
     """
     _check_positive_int(batch_size, "batch_size")
     if not isinstance(crops, torch.Tensor) or crops.ndim != 4:
-        raise ValueError("crops must be a tensor (N, C, S, S), got "
-                         + (f"shape {tuple(crops.shape)}" if isinstance(crops, torch.Tensor) else type(crops).__name__))
+        raise ValueError(
+            "crops must be a tensor (N, C, S, S), got "
+            + (
+                f"shape {tuple(crops.shape)}"
+                if isinstance(crops, torch.Tensor)
+                else type(crops).__name__
+            )
+        )
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -157,8 +193,10 @@ def predict_proba(model: nn.Module, crops: torch.Tensor, batch_size: int = 1024)
         if crops.shape[0] == 0:
             num_classes = model(torch.zeros((1, *crops.shape[1:]), device=device)).shape[1]
             return torch.zeros((0, num_classes), device=crops.device)
-        chunks = [F.softmax(model(crops[i:i + batch_size].to(device)).float(), dim=1)
-                  for i in range(0, crops.shape[0], batch_size)]
+        chunks = [
+            F.softmax(model(crops[i : i + batch_size].to(device)).float(), dim=1)
+            for i in range(0, crops.shape[0], batch_size)
+        ]
     finally:
         model.train(was_training)
     return torch.cat(chunks).to(crops.device)
@@ -178,17 +216,32 @@ def classifier_accuracy(model: nn.Module, dataset, batch_size: int = 512) -> dic
     predicted = predict_proba(model, crops, batch_size).argmax(dim=1).cpu()
     num_classes = int(max(int(labels.max()), int(predicted.max()))) + 1
     num_classes = max(num_classes, getattr(model, "num_classes", num_classes))
-    confusion = torch.bincount(labels * num_classes + predicted, minlength=num_classes ** 2).reshape(num_classes,
-                                                                                                    num_classes)
+    confusion = torch.bincount(labels * num_classes + predicted, minlength=num_classes**2).reshape(
+        num_classes, num_classes
+    )
     per_class = confusion.diag().float() / confusion.sum(dim=1).float()
-    return {"accuracy": float((predicted == labels).float().mean()), "per_class": per_class,
-            "confusion": confusion}
+    return {
+        "accuracy": float((predicted == labels).float().mean()),
+        "per_class": per_class,
+        "confusion": confusion,
+    }
 
 
-def train_crop_classifier(model: nn.Module, dataset, *, steps: int = 600, batch_size: int = 64, lr: float = 3e-3,
-                          weight_decay: float = 1e-4, checkpoint: str | None = "01_classifier",
-                          device: torch.device | str | None = None, seed: int = 0,
-                          val_fn: Callable | None = None, val_every: int | None = None, progress: bool = True):
+def train_crop_classifier(
+    model: nn.Module,
+    dataset,
+    *,
+    steps: int = 600,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    weight_decay: float = 1e-4,
+    checkpoint: str | None = "01_classifier",
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    val_fn: Callable | None = None,
+    val_every: int | None = None,
+    progress: bool = True,
+):
     """Train ``model`` with cross-entropy, AdamW and a one-cycle schedule through ``course_utils.engine.train.fit``.
 
     The recipe of notebook 01; notebook 03 calls it with the same arguments so that the checkpoint
@@ -199,7 +252,21 @@ def train_crop_classifier(model: nn.Module, dataset, *, steps: int = 600, batch_
 
     _check_positive_int(steps, "steps")
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.2)
-    return fit(model, dataset, loss_fn=classification_loss, optimizer=optimizer, steps=steps,
-               batch_size=batch_size, scheduler=scheduler, checkpoint=checkpoint, device=device, seed=seed,
-               val_fn=val_fn, val_every=val_every, progress=progress)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=steps, pct_start=0.2
+    )
+    return fit(
+        model,
+        dataset,
+        loss_fn=classification_loss,
+        optimizer=optimizer,
+        steps=steps,
+        batch_size=batch_size,
+        scheduler=scheduler,
+        checkpoint=checkpoint,
+        device=device,
+        seed=seed,
+        val_fn=val_fn,
+        val_every=val_every,
+        progress=progress,
+    )

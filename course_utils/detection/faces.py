@@ -22,9 +22,9 @@ from torch.utils.data import Dataset
 from torchvision.ops import nms
 from torchvision.transforms import v2
 
+from course_utils.core.validate import check_image
 from course_utils.detection.classifiers import predict_proba
 from course_utils.detection.sliding_window import pyramid_windows
-from course_utils.core.validate import check_image
 
 __all__ = [
     "ASTRONAUT_FACE_BOX",
@@ -52,8 +52,21 @@ FACE_SIZE = 25
 ASTRONAUT_FACE_BOX: tuple[float, float, float, float] = (175.0, 80.0, 265.0, 180.0)
 #: scikit-image photographs without a human face (all shipped in the wheel), a source of extra non-faces.
 #: Left out: ``astronaut`` (the test image), ``camera`` (a man), ``coins`` (portraits on coins).
-NEGATIVE_IMAGES: tuple[str, ...] = ("coffee", "chelsea", "rocket", "moon", "text", "brick", "grass", "gravel",
-                                    "horse", "clock", "page", "immunohistochemistry", "hubble_deep_field")
+NEGATIVE_IMAGES: tuple[str, ...] = (
+    "coffee",
+    "chelsea",
+    "rocket",
+    "moon",
+    "text",
+    "brick",
+    "grass",
+    "gravel",
+    "horse",
+    "clock",
+    "page",
+    "immunohistochemistry",
+    "hubble_deep_field",
+)
 
 
 def load_lfw_faces() -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,7 +79,9 @@ def load_lfw_faces() -> tuple[torch.Tensor, torch.Tensor]:
 
     pixels = np.asarray(lfw_subset())
     if pixels.shape != (200, FACE_SIZE, FACE_SIZE):
-        raise RuntimeError(f"skimage.data.lfw_subset() changed: expected (200, 25, 25) images, got {pixels.shape}")
+        raise RuntimeError(
+            f"skimage.data.lfw_subset() changed: expected (200, 25, 25) images, got {pixels.shape}"
+        )
     images = torch.from_numpy(pixels.astype(np.float32)).clamp(0, 1)[:, None]
     labels = torch.cat([torch.ones(100, dtype=torch.int64), torch.zeros(100, dtype=torch.int64)])
     return images, labels
@@ -83,8 +98,14 @@ class FaceCrops(Dataset):
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, augment: bool = False) -> None:
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 1:
-            raise ValueError("images must be a float tensor (N, 1, S, S), got "
-                             + (f"{tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__))
+            raise ValueError(
+                "images must be a float tensor (N, 1, S, S), got "
+                + (
+                    f"{tuple(images.shape)}"
+                    if isinstance(images, torch.Tensor)
+                    else type(images).__name__
+                )
+            )
         if not isinstance(labels, torch.Tensor) or labels.shape != (images.shape[0],):
             raise ValueError(f"labels must be a tensor ({images.shape[0]},), one per image")
         self.images, self.labels, self.augment = images.float(), labels.long(), bool(augment)
@@ -107,20 +128,30 @@ class FaceCrops(Dataset):
         return image, int(self.labels[index])
 
 
-def face_datasets(val_per_class: int = 20, seed: int = 0, augment: bool = True) -> tuple[FaceCrops, FaceCrops]:
+def face_datasets(
+    val_per_class: int = 20, seed: int = 0, augment: bool = True
+) -> tuple[FaceCrops, FaceCrops]:
     """A stratified random split of ``lfw_subset``: ``(train, val)``, ``val_per_class`` of each class in val.
 
     The training set is augmented (``augment``), the validation set is not.
     """
-    if isinstance(val_per_class, bool) or not isinstance(val_per_class, int) or not 1 <= val_per_class < 100:
+    if (
+        isinstance(val_per_class, bool)
+        or not isinstance(val_per_class, int)
+        or not 1 <= val_per_class < 100
+    ):
         raise ValueError(f"val_per_class must be an int in [1, 99], got {val_per_class!r}")
     images, labels = load_lfw_faces()
     generator = torch.Generator().manual_seed(seed)
-    val_index = torch.cat([torch.randperm(100, generator=generator)[:val_per_class] + offset for offset in (0, 100)])
+    val_index = torch.cat(
+        [torch.randperm(100, generator=generator)[:val_per_class] + offset for offset in (0, 100)]
+    )
     is_val = torch.zeros(len(labels), dtype=torch.bool)
     is_val[val_index] = True
-    return (FaceCrops(images[~is_val], labels[~is_val], augment=augment),
-            FaceCrops(images[is_val], labels[is_val], augment=False))
+    return (
+        FaceCrops(images[~is_val], labels[~is_val], augment=augment),
+        FaceCrops(images[is_val], labels[is_val], augment=False),
+    )
 
 
 def _gray_image(name: str) -> torch.Tensor:
@@ -140,8 +171,13 @@ def _gray_image(name: str) -> torch.Tensor:
     return torch.from_numpy(np.asarray(pixels, dtype=np.float32)).clamp(0, 1)[None]
 
 
-def negative_patches(count: int, seed: int = 0, names: Sequence[str] = NEGATIVE_IMAGES, smallest: float = 25.0,
-                     largest: float = 200.0) -> torch.Tensor:
+def negative_patches(
+    count: int,
+    seed: int = 0,
+    names: Sequence[str] = NEGATIVE_IMAGES,
+    smallest: float = 25.0,
+    largest: float = 200.0,
+) -> torch.Tensor:
     """``count`` random square patches of face-free photographs, resized to 25 x 25: float32 (count, 1, 25, 25).
 
     Each patch comes from an image of ``names`` (drawn in turn), at a random position, with a side drawn
@@ -170,7 +206,9 @@ def negative_patches(count: int, seed: int = 0, names: Sequence[str] = NEGATIVE_
         sides = np.exp(rng.uniform(np.log(low), np.log(high), number))
         x1 = rng.uniform(0, 1, number) * (width - sides)
         y1 = rng.uniform(0, 1, number) * (height - sides)
-        boxes = torch.from_numpy(np.stack([x1, y1, x1 + sides, y1 + sides], axis=1).astype(np.float32))
+        boxes = torch.from_numpy(
+            np.stack([x1, y1, x1 + sides, y1 + sides], axis=1).astype(np.float32)
+        )
         patches.append(crop_windows(image, boxes, FACE_SIZE))
     return torch.cat(patches).clamp(0, 1)
 
@@ -181,9 +219,19 @@ def face_training_set(crops: FaceCrops, negatives: torch.Tensor, augment: bool =
     The few faces are repeated so that about a third of the items are faces whatever M is (a batch then
     always holds faces); the repeats look different thanks to the augmentation.
     """
-    if not isinstance(negatives, torch.Tensor) or negatives.ndim != 4 or negatives.shape[1:] != crops.images.shape[1:]:
-        raise ValueError(f"negatives must be (M, {', '.join(map(str, crops.images.shape[1:]))}), got "
-                         + (f"{tuple(negatives.shape)}" if isinstance(negatives, torch.Tensor) else type(negatives).__name__))
+    if (
+        not isinstance(negatives, torch.Tensor)
+        or negatives.ndim != 4
+        or negatives.shape[1:] != crops.images.shape[1:]
+    ):
+        raise ValueError(
+            f"negatives must be (M, {', '.join(map(str, crops.images.shape[1:]))}), got "
+            + (
+                f"{tuple(negatives.shape)}"
+                if isinstance(negatives, torch.Tensor)
+                else type(negatives).__name__
+            )
+        )
     repeats = max(1, len(negatives) // (2 * len(crops)))
     images = torch.cat([crops.images] * repeats + [negatives.float()])
     labels = torch.cat([crops.labels] * repeats + [torch.zeros(len(negatives), dtype=torch.int64)])
@@ -209,11 +257,15 @@ def astronaut_gray() -> torch.Tensor:
     return torch.from_numpy(rgb2gray(astronaut()).astype(np.float32)).clamp(0, 1)[None]
 
 
-def pyramid_scales(window: int, smallest: float, largest: float, step: float = 2 ** 0.25) -> list[float]:
+def pyramid_scales(
+    window: int, smallest: float, largest: float, step: float = 2**0.25
+) -> list[float]:
     """Image-pyramid factors so that a ``window`` px window covers objects from ``smallest`` to ``largest``
     px, neighbouring levels ``step`` apart: ``[window / smallest, window / (smallest * step), ...]``."""
     if not 0 < smallest <= largest or step <= 1:
-        raise ValueError(f"need 0 < smallest <= largest and step > 1, got {smallest}, {largest}, {step}")
+        raise ValueError(
+            f"need 0 < smallest <= largest and step > 1, got {smallest}, {largest}, {step}"
+        )
     sizes, size = [], float(smallest)
     while size <= largest * (1 + 1e-9):
         sizes.append(size)
@@ -222,9 +274,16 @@ def pyramid_scales(window: int, smallest: float, largest: float, step: float = 2
 
 
 @torch.no_grad()
-def detect_faces(model: nn.Module, image: torch.Tensor, scales: Sequence[float], *, stride: int = 2,
-                 score_threshold: float = 0.5, iou_threshold: float = 0.3,
-                 batch_size: int = 2048) -> dict[str, torch.Tensor]:
+def detect_faces(
+    model: nn.Module,
+    image: torch.Tensor,
+    scales: Sequence[float],
+    *,
+    stride: int = 2,
+    score_threshold: float = 0.5,
+    iou_threshold: float = 0.3,
+    batch_size: int = 2048,
+) -> dict[str, torch.Tensor]:
     """Slide a face classifier over an image pyramid; keep windows with P(face) > threshold, then NMS.
 
     Args:
@@ -245,5 +304,10 @@ def detect_faces(model: nn.Module, image: torch.Tensor, scales: Sequence[float],
     scores = predict_proba(model, patches, batch_size=batch_size)[:, 1].cpu()
     keep = torch.nonzero(scores > score_threshold).flatten()
     keep = keep[nms(boxes[keep], scores[keep], iou_threshold)]
-    return {"boxes": boxes[keep], "scores": scores[keep], "labels": torch.ones(len(keep), dtype=torch.int64),
-            "num_windows": len(boxes), "num_above": int((scores > score_threshold).sum())}
+    return {
+        "boxes": boxes[keep],
+        "scores": scores[keep],
+        "labels": torch.ones(len(keep), dtype=torch.int64),
+        "num_windows": len(boxes),
+        "num_above": int((scores > score_threshold).sum()),
+    }

@@ -29,7 +29,13 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from course_utils.core import validate
 from course_utils.detection.box_coding import encode_boxes
-from course_utils.detection.rcnn import _plain, dilate_boxes, label_proposals, postprocess_detections, sample_minibatch
+from course_utils.detection.rcnn import (
+    _plain,
+    dilate_boxes,
+    label_proposals,
+    postprocess_detections,
+    sample_minibatch,
+)
 
 __all__ = [
     "BOX_WEIGHTS",
@@ -53,8 +59,9 @@ BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 # --------------------------------------------------------------------------- the loss
 
 
-def smooth_l1_box_loss(deltas: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor,
-                       beta: float = 1.0) -> torch.Tensor:
+def smooth_l1_box_loss(
+    deltas: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor, beta: float = 1.0
+) -> torch.Tensor:
     """The box part of Fast R-CNN's multi-task loss: smooth L1 on positive RoIs, averaged over all RoIs.
 
     ``smooth_L1(x) = 0.5 x^2 / beta`` if ``|x| < beta`` else ``|x| - 0.5 beta``, summed over the 4
@@ -72,8 +79,10 @@ def smooth_l1_box_loss(deltas: torch.Tensor, targets: torch.Tensor, labels: torc
     if not (isinstance(deltas, torch.Tensor) and deltas.ndim == 2 and deltas.shape[1] == 4):
         raise ValueError("deltas must be a float tensor (R, 4)")
     if targets.shape != deltas.shape or labels.shape != deltas.shape[:1]:
-        raise ValueError(f"targets (R, 4) and labels (R,) must match deltas {tuple(deltas.shape)}, got "
-                         f"{tuple(targets.shape)} and {tuple(labels.shape)}")
+        raise ValueError(
+            f"targets (R, 4) and labels (R,) must match deltas {tuple(deltas.shape)}, got "
+            f"{tuple(targets.shape)} and {tuple(labels.shape)}"
+        )
     if not beta > 0:
         raise ValueError(f"beta must be > 0, got {beta}")
     positive = labels > 0
@@ -81,9 +90,15 @@ def smooth_l1_box_loss(deltas: torch.Tensor, targets: torch.Tensor, labels: torc
     return total / max(len(labels), 1)
 
 
-def fast_rcnn_loss(class_logits: torch.Tensor, box_deltas: torch.Tensor, labels: torch.Tensor,
-                   targets: torch.Tensor, beta: float = 1.0, box_weight: float = 1.0,
-                   box_loss: Callable[..., torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def fast_rcnn_loss(
+    class_logits: torch.Tensor,
+    box_deltas: torch.Tensor,
+    labels: torch.Tensor,
+    targets: torch.Tensor,
+    beta: float = 1.0,
+    box_weight: float = 1.0,
+    box_loss: Callable[..., torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
     """The multi-task loss ``L = L_cls + lambda [u >= 1] L_loc`` (equation 1) as a dict of its two parts.
 
     Args:
@@ -99,23 +114,35 @@ def fast_rcnn_loss(class_logits: torch.Tensor, box_deltas: torch.Tensor, labels:
         ``{"loss_classifier": cross-entropy, "loss_box_reg": lambda * smooth_l1_box_loss}``.
     """
     if class_logits.ndim != 2 or box_deltas.shape != (*class_logits.shape, 4):
-        raise ValueError(f"need class_logits (R, K+1) and box_deltas (R, K+1, 4), got {tuple(class_logits.shape)} "
-                         f"and {tuple(box_deltas.shape)}")
+        raise ValueError(
+            f"need class_logits (R, K+1) and box_deltas (R, K+1, 4), got {tuple(class_logits.shape)} "
+            f"and {tuple(box_deltas.shape)}"
+        )
     rows = torch.arange(len(labels), device=labels.device)
     chosen = box_deltas[rows, labels.clamp(min=0)]
     box_loss = smooth_l1_box_loss if box_loss is None else box_loss
-    return {"loss_classifier": F.cross_entropy(class_logits, labels, ignore_index=-1),
-            "loss_box_reg": box_weight * box_loss(chosen, targets, labels, beta)}
+    return {
+        "loss_classifier": F.cross_entropy(class_logits, labels, ignore_index=-1),
+        "loss_box_reg": box_weight * box_loss(chosen, targets, labels, beta),
+    }
 
 
 # --------------------------------------------------------------------------- sampling RoIs
 
 
-def sample_rois(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torch.Tensor, num_samples: int = 64,
-                positive_fraction: float = 0.25, fg_threshold: float = 0.5, bg_threshold: float = 0.1,
-                weights: Sequence[float] = BOX_WEIGHTS, include_gt: bool = True,
-                generator: torch.Generator | None = None,
-                label_fn: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def sample_rois(
+    proposals: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_labels: torch.Tensor,
+    num_samples: int = 64,
+    positive_fraction: float = 0.25,
+    fg_threshold: float = 0.5,
+    bg_threshold: float = 0.1,
+    weights: Sequence[float] = BOX_WEIGHTS,
+    include_gt: bool = True,
+    generator: torch.Generator | None = None,
+    label_fn: Callable | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fast R-CNN's RoI sampling for one image.
 
     Labels the proposals (plus the ground-truth boxes when ``include_gt``) with
@@ -132,7 +159,9 @@ def sample_rois(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torc
     gt_labels = _plain(gt_labels).to(proposals.device)
     if include_gt:
         proposals = torch.cat([gt_boxes, proposals])
-    labels, matched = (label_fn or label_proposals)(proposals, gt_boxes, gt_labels, fg_threshold, bg_threshold)
+    labels, matched = (label_fn or label_proposals)(
+        proposals, gt_boxes, gt_labels, fg_threshold, bg_threshold
+    )
     picked = sample_minibatch(labels, num_samples, positive_fraction, generator)
     rois, labels, matched = proposals[picked], labels[picked], matched[picked]
     targets = torch.zeros_like(rois)
@@ -172,7 +201,9 @@ def to_inclusive(boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack([boxes[:, 0], boxes[:, 1], x2, y2], dim=1)
 
 
-def trunk_from_classifier(classifier: nn.Module, freeze_batchnorm: bool = True) -> tuple[nn.Sequential, float, int]:
+def trunk_from_classifier(
+    classifier: nn.Module, freeze_batchnorm: bool = True
+) -> tuple[nn.Sequential, float, int]:
     """The convolutional trunk of a crop classifier with its last max-pooling layer removed.
 
     ``classifier.features`` must be an ``nn.Sequential`` of convolutional blocks containing ``nn.MaxPool2d``
@@ -187,13 +218,19 @@ def trunk_from_classifier(classifier: nn.Module, freeze_batchnorm: bool = True) 
     """
     features = getattr(classifier, "features", None)
     if not isinstance(features, nn.Sequential):
-        raise TypeError("classifier.features must be an nn.Sequential of conv blocks (like CropClassifier)")
+        raise TypeError(
+            "classifier.features must be an nn.Sequential of conv blocks (like CropClassifier)"
+        )
     trunk = copy.deepcopy(features)
     if len(trunk) and isinstance(trunk[-1], nn.Flatten):
         trunk = trunk[:-1]
-    pools = [(name, module) for name, module in trunk.named_modules() if isinstance(module, nn.MaxPool2d)]
+    pools = [
+        (name, module) for name, module in trunk.named_modules() if isinstance(module, nn.MaxPool2d)
+    ]
     if not pools:
-        raise ValueError("classifier.features has no nn.MaxPool2d layer to replace with RoI pooling")
+        raise ValueError(
+            "classifier.features has no nn.MaxPool2d layer to replace with RoI pooling"
+        )
     for _, pool in pools:
         if pool.kernel_size not in (2, (2, 2)) or pool.stride not in (2, (2, 2)):
             raise ValueError("trunk_from_classifier expects 2x2 max pooling with stride 2")
@@ -234,32 +271,60 @@ class FastRCNN(nn.Module):
         score_threshold, nms_threshold, max_detections: for :meth:`detect`.
     """
 
-    def __init__(self, trunk: nn.Module, *, spatial_scale: float, pooled_size: int, feature_dim: int,
-                 num_classes: int, context: float = 0.25, scales: Sequence[float] = (1.0,),
-                 canonical_size: float | None = None, pooling: str = "max", dropout: float = 0.1,
-                 score_threshold: float = 0.01,
-                 nms_threshold: float = 0.3, max_detections: int = 100) -> None:
+    def __init__(
+        self,
+        trunk: nn.Module,
+        *,
+        spatial_scale: float,
+        pooled_size: int,
+        feature_dim: int,
+        num_classes: int,
+        context: float = 0.25,
+        scales: Sequence[float] = (1.0,),
+        canonical_size: float | None = None,
+        pooling: str = "max",
+        dropout: float = 0.1,
+        score_threshold: float = 0.01,
+        nms_threshold: float = 0.3,
+        max_detections: int = 100,
+    ) -> None:
         super().__init__()
         if not 0 < spatial_scale <= 1:
             raise ValueError(f"spatial_scale must lie in (0, 1], got {spatial_scale}")
         scales = tuple(float(scale) for scale in scales)
         if not scales or not all(0 < scale <= 4 for scale in scales):
-            raise ValueError(f"scales must be a non-empty list of image scales in (0, 4], got {scales}")
+            raise ValueError(
+                f"scales must be a non-empty list of image scales in (0, 4], got {scales}"
+            )
         self.scales = scales
         if pooling not in ("max", "align"):
-            raise ValueError(f"pooling must be 'max' (RoI max pooling) or 'align' (RoIAlign), got {pooling!r}")
+            raise ValueError(
+                f"pooling must be 'max' (RoI max pooling) or 'align' (RoIAlign), got {pooling!r}"
+            )
         self.pooling = pooling
-        self.canonical_size = float(canonical_size) if canonical_size is not None else 2 * pooled_size / spatial_scale
+        self.canonical_size = (
+            float(canonical_size) if canonical_size is not None else 2 * pooled_size / spatial_scale
+        )
         self.trunk = trunk
-        self.spatial_scale, self.pooled_size, self.num_classes = float(spatial_scale), int(pooled_size), num_classes
+        self.spatial_scale, self.pooled_size, self.num_classes = (
+            float(spatial_scale),
+            int(pooled_size),
+            num_classes,
+        )
         dilate_boxes(torch.zeros(0, 4), context)  # validates context
         self.context = float(context)
         self.dropout = nn.Dropout(dropout)
         self.cls_score = nn.Linear(feature_dim, num_classes)
         self.bbox_pred = nn.Linear(feature_dim, 4 * num_classes)
-        nn.init.normal_(self.bbox_pred.weight, std=0.001)  # the paper's initialisation of the new layers
+        nn.init.normal_(
+            self.bbox_pred.weight, std=0.001
+        )  # the paper's initialisation of the new layers
         nn.init.zeros_(self.bbox_pred.bias)
-        self.score_threshold, self.nms_threshold, self.max_detections = score_threshold, nms_threshold, max_detections
+        self.score_threshold, self.nms_threshold, self.max_detections = (
+            score_threshold,
+            nms_threshold,
+            max_detections,
+        )
 
     @classmethod
     def from_classifier(cls, classifier: nn.Module, **kwargs) -> FastRCNN:
@@ -270,10 +335,18 @@ class FastRCNN(nn.Module):
         trunk, spatial_scale, pooled_size = trunk_from_classifier(classifier, freeze)
         linears = [module for module in classifier.head.modules() if isinstance(module, nn.Linear)]
         if not linears:
-            raise ValueError("classifier.head has no nn.Linear layer to reuse as the classifier sibling")
+            raise ValueError(
+                "classifier.head has no nn.Linear layer to reuse as the classifier sibling"
+            )
         last = linears[-1]
-        model = cls(trunk, spatial_scale=spatial_scale, pooled_size=pooled_size, feature_dim=last.in_features,
-                    num_classes=last.out_features, **kwargs)
+        model = cls(
+            trunk,
+            spatial_scale=spatial_scale,
+            pooled_size=pooled_size,
+            feature_dim=last.in_features,
+            num_classes=last.out_features,
+            **kwargs,
+        )
         model.cls_score.load_state_dict(copy.deepcopy(last.state_dict()))
         return model.to(last.weight.device)  # the new box regressor joins the classifier's device
 
@@ -292,14 +365,17 @@ class FastRCNN(nn.Module):
         """The device of the model's weights: images and proposals are moved there."""
         return next(self.parameters()).device
 
-    def feature_map(self, images: Sequence[torch.Tensor] | torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    def feature_map(
+        self, images: Sequence[torch.Tensor] | torch.Tensor, scale: float = 1.0
+    ) -> torch.Tensor:
         """The shared feature map (B, D, H', W') of a batch of same-size images (list of (C, H, W) or a
         (B, C, H, W) tensor, on any device: moved to the model's), resized by ``scale`` first (bilinear,
         anti-aliased when shrinking)."""
         batch = self._batch(images).to(self.device)
         if scale != 1.0:
-            batch = F.interpolate(batch, scale_factor=scale, mode="bilinear", align_corners=False,
-                                  antialias=scale < 1)
+            batch = F.interpolate(
+                batch, scale_factor=scale, mode="bilinear", align_corners=False, antialias=scale < 1
+            )
         return self.trunk(batch)
 
     def feature_maps(self, images: Sequence[torch.Tensor] | torch.Tensor) -> list[torch.Tensor]:
@@ -310,31 +386,54 @@ class FastRCNN(nn.Module):
         """Index into ``scales`` of the scale each (grown) box (R, 4) is pooled from: int64 (R,)."""
         if len(self.scales) == 1:
             return torch.zeros(len(boxes), dtype=torch.int64, device=boxes.device)
-        side = ((boxes[:, 2] - boxes[:, 0]).clamp(min=1e-3) * (boxes[:, 3] - boxes[:, 1]).clamp(min=1e-3)).sqrt()
+        side = (
+            (boxes[:, 2] - boxes[:, 0]).clamp(min=1e-3)
+            * (boxes[:, 3] - boxes[:, 1]).clamp(min=1e-3)
+        ).sqrt()
         scales = torch.tensor(self.scales, dtype=side.dtype, device=side.device)
-        return (torch.log(side[:, None] * scales[None, :] / self.canonical_size)).abs().argmin(dim=1)
+        return (
+            (torch.log(side[:, None] * scales[None, :] / self.canonical_size)).abs().argmin(dim=1)
+        )
 
     def _pool_op(self, features: torch.Tensor, rois, scale: float) -> torch.Tensor:
         """RoI max pooling (or RoIAlign) of ``rois`` (a list of (P_i, 4) or a (R, 5) tensor) on one map."""
         if self.pooling == "align":
-            return roi_align(features, rois, output_size=self.pooled_size, spatial_scale=self.spatial_scale * scale,
-                             sampling_ratio=2, aligned=True)
+            return roi_align(
+                features,
+                rois,
+                output_size=self.pooled_size,
+                spatial_scale=self.spatial_scale * scale,
+                sampling_ratio=2,
+                aligned=True,
+            )
         if isinstance(rois, torch.Tensor):
             rois = torch.cat([rois[:, :1], to_inclusive(rois[:, 1:])], dim=1)
         else:
             rois = [to_inclusive(b) for b in rois]
-        return roi_pool(features, rois, output_size=self.pooled_size, spatial_scale=self.spatial_scale * scale)
+        return roi_pool(
+            features, rois, output_size=self.pooled_size, spatial_scale=self.spatial_scale * scale
+        )
 
-    def pool(self, maps: list[torch.Tensor] | torch.Tensor, proposals: Sequence[torch.Tensor]) -> torch.Tensor:
+    def pool(
+        self, maps: list[torch.Tensor] | torch.Tensor, proposals: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
         """RoI pooling of every image's proposals (grown by ``context``): (R, D, pooled, pooled), the images'
         proposals concatenated in order. ``maps``: :meth:`feature_maps` (or one map for a single scale)."""
         maps = [maps] if isinstance(maps, torch.Tensor) else list(maps)
         first = maps[0]
-        boxes = [dilate_boxes(_plain(p).to(first.device, first.dtype), self.context) for p in proposals]
+        boxes = [
+            dilate_boxes(_plain(p).to(first.device, first.dtype), self.context) for p in proposals
+        ]
         if len(maps) == 1:
             return self._pool_op(first, boxes, self.scales[0])
-        rois = torch.cat([torch.cat([torch.full((len(b), 1), float(i), dtype=b.dtype, device=b.device), b], dim=1)
-                          for i, b in enumerate(boxes)])
+        rois = torch.cat(
+            [
+                torch.cat(
+                    [torch.full((len(b), 1), float(i), dtype=b.dtype, device=b.device), b], dim=1
+                )
+                for i, b in enumerate(boxes)
+            ]
+        )
         levels = self.roi_levels(rois[:, 1:])
         pooled = first.new_zeros((len(rois), first.shape[1], self.pooled_size, self.pooled_size))
         for level, (scale, features) in enumerate(zip(self.scales, maps)):
@@ -343,18 +442,23 @@ class FastRCNN(nn.Module):
                 pooled[members] = self._pool_op(features, rois[members], scale)
         return pooled
 
-    def forward(self, images: Sequence[torch.Tensor] | torch.Tensor,
-                proposals: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, images: Sequence[torch.Tensor] | torch.Tensor, proposals: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(class_logits (R, K+1), box_deltas (R, K+1, 4))`` for all proposals of all images, concatenated
         in image order (R = sum of P_i)."""
         if len(images) != len(proposals):
-            raise ValueError(f"one proposal tensor per image: got {len(images)} images and {len(proposals)}")
+            raise ValueError(
+                f"one proposal tensor per image: got {len(images)} images and {len(proposals)}"
+            )
         pooled = self.pool(self.feature_maps(images), proposals).flatten(1)
         pooled = self.dropout(pooled)
         return self.cls_score(pooled), self.bbox_pred(pooled).reshape(-1, self.num_classes, 4)
 
     @torch.no_grad()
-    def detect(self, images: Sequence[torch.Tensor], proposals: Sequence[torch.Tensor]) -> list[dict]:
+    def detect(
+        self, images: Sequence[torch.Tensor], proposals: Sequence[torch.Tensor]
+    ) -> list[dict]:
         """Detections per image (``{"boxes", "scores", "labels"}``), in eval mode (the mode is restored).
 
         Computed on the model's device; each image's detections are returned on that image's device."""
@@ -369,10 +473,16 @@ class FastRCNN(nn.Module):
         outputs, start = [], 0
         for image, image_boxes in zip(images, boxes):
             stop = start + len(image_boxes)
-            detections = postprocess_detections(image_boxes, probs[start:stop], deltas[start:stop].float(),
-                                                tuple(image.shape[-2:]), score_threshold=self.score_threshold,
-                                                nms_threshold=self.nms_threshold,
-                                                max_detections=self.max_detections, weights=BOX_WEIGHTS)
+            detections = postprocess_detections(
+                image_boxes,
+                probs[start:stop],
+                deltas[start:stop].float(),
+                tuple(image.shape[-2:]),
+                score_threshold=self.score_threshold,
+                nms_threshold=self.nms_threshold,
+                max_detections=self.max_detections,
+                weights=BOX_WEIGHTS,
+            )
             outputs.append({key: value.to(image.device) for key, value in detections.items()})
             start = stop
         return outputs
@@ -390,9 +500,13 @@ class ProposalDataset(Dataset):
     the paper's only data augmentation. Collate with :meth:`collate` (lists).
     """
 
-    def __init__(self, scenes: Dataset, proposals: Sequence[torch.Tensor], hflip: bool = False) -> None:
+    def __init__(
+        self, scenes: Dataset, proposals: Sequence[torch.Tensor], hflip: bool = False
+    ) -> None:
         if len(scenes) != len(proposals):
-            raise ValueError(f"one proposal tensor per image: {len(scenes)} images, {len(proposals)} proposals")
+            raise ValueError(
+                f"one proposal tensor per image: {len(scenes)} images, {len(proposals)} proposals"
+            )
         self.scenes, self.proposals, self.hflip = scenes, list(proposals), bool(hflip)
 
     def __len__(self) -> int:
@@ -424,10 +538,19 @@ def flip_boxes(boxes: torch.Tensor, width: int) -> torch.Tensor:
     return torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
 
 
-def fast_rcnn_training_loss(model: FastRCNN, batch, *, rois_per_image: int = 64, positive_fraction: float = 0.25,
-                            fg_threshold: float = 0.5, bg_threshold: float = 0.1, beta: float = 1.0,
-                            box_weight: float = 1.0, box_loss: Callable[..., torch.Tensor] | None = None,
-                            label_fn: Callable | None = None) -> dict[str, torch.Tensor]:
+def fast_rcnn_training_loss(
+    model: FastRCNN,
+    batch,
+    *,
+    rois_per_image: int = 64,
+    positive_fraction: float = 0.25,
+    fg_threshold: float = 0.5,
+    bg_threshold: float = 0.1,
+    beta: float = 1.0,
+    box_weight: float = 1.0,
+    box_loss: Callable[..., torch.Tensor] | None = None,
+    label_fn: Callable | None = None,
+) -> dict[str, torch.Tensor]:
     """``loss_fn`` for ``course_utils.engine.train.fit``: sample RoIs per image (:func:`sample_rois`, torch's global
     RNG, which ``fit`` seeds), run the model, return :func:`fast_rcnn_loss`'s dict.
 
@@ -437,18 +560,39 @@ def fast_rcnn_training_loss(model: FastRCNN, batch, *, rois_per_image: int = 64,
     images, targets, proposals = batch
     rois, labels, box_targets = [], [], []
     for target, boxes in zip(targets, proposals):
-        sampled = sample_rois(boxes, target["boxes"], target["labels"], rois_per_image, positive_fraction,
-                              fg_threshold, bg_threshold, label_fn=label_fn)
+        sampled = sample_rois(
+            boxes,
+            target["boxes"],
+            target["labels"],
+            rois_per_image,
+            positive_fraction,
+            fg_threshold,
+            bg_threshold,
+            label_fn=label_fn,
+        )
         rois.append(sampled[0])
         labels.append(sampled[1])
         box_targets.append(sampled[2])
     logits, deltas = model(images, rois)
-    return fast_rcnn_loss(logits, deltas, torch.cat(labels), torch.cat(box_targets), beta, box_weight, box_loss)
+    return fast_rcnn_loss(
+        logits, deltas, torch.cat(labels), torch.cat(box_targets), beta, box_weight, box_loss
+    )
 
 
-def train_fast_rcnn(model: FastRCNN, dataset: ProposalDataset, *, steps: int, images_per_batch: int = 4,
-                    lr: float = 3e-3, weight_decay: float = 1e-4, checkpoint: str | None = None, seed: int = 0,
-                    device: torch.device | str | None = None, progress: bool = True, **loss_kwargs):
+def train_fast_rcnn(
+    model: FastRCNN,
+    dataset: ProposalDataset,
+    *,
+    steps: int,
+    images_per_batch: int = 4,
+    lr: float = 3e-3,
+    weight_decay: float = 1e-4,
+    checkpoint: str | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    **loss_kwargs,
+):
     """Train Fast R-CNN end to end with ``course_utils.engine.train.fit`` (AdamW, one-cycle schedule).
 
     Each step takes ``images_per_batch`` images of ``dataset`` and samples RoIs from each
@@ -458,11 +602,24 @@ def train_fast_rcnn(model: FastRCNN, dataset: ProposalDataset, *, steps: int, im
     from course_utils.engine.train import fit
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=steps, pct_start=0.1
+    )
 
     def loss_fn(model: FastRCNN, batch) -> dict[str, torch.Tensor]:
         return fast_rcnn_training_loss(model, batch, **loss_kwargs)
 
-    return fit(model, dataset, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler, steps=steps,
-               batch_size=images_per_batch, collate_fn=ProposalDataset.collate, checkpoint=checkpoint, seed=seed,
-               device=device, progress=progress)
+    return fit(
+        model,
+        dataset,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        steps=steps,
+        batch_size=images_per_batch,
+        collate_fn=ProposalDataset.collate,
+        checkpoint=checkpoint,
+        seed=seed,
+        device=device,
+        progress=progress,
+    )

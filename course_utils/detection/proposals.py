@@ -70,7 +70,9 @@ def best_overlaps(proposals, gt_boxes) -> torch.Tensor:
     return box_iou(gt_boxes, proposals).max(dim=1).values
 
 
-def _cumulative_best(proposals: torch.Tensor, gt_boxes: torch.Tensor, counts: np.ndarray) -> np.ndarray:
+def _cumulative_best(
+    proposals: torch.Tensor, gt_boxes: torch.Tensor, counts: np.ndarray
+) -> np.ndarray:
     """(K, G): best overlap of each gt box with the first counts[k] proposals."""
     out = np.zeros((len(counts), len(gt_boxes)))
     if len(proposals) == 0 or len(gt_boxes) == 0:
@@ -82,8 +84,13 @@ def _cumulative_best(proposals: torch.Tensor, gt_boxes: torch.Tensor, counts: np
     return out
 
 
-def proposal_quality(proposals: Sequence, gt_boxes: Sequence, gt_labels: Sequence | None = None,
-                     counts: Sequence[int] = (10, 30, 100, 300, 1000), iou_threshold: float = 0.5) -> dict:
+def proposal_quality(
+    proposals: Sequence,
+    gt_boxes: Sequence,
+    gt_labels: Sequence | None = None,
+    counts: Sequence[int] = (10, 30, 100, 300, 1000),
+    iou_threshold: float = 0.5,
+) -> dict:
     """Recall, ABO and MABO of ranked proposals, keeping the first ``n`` per image for each ``n`` in ``counts``.
 
     ``proposals``: per image a (P_i, 4) xyxy tensor, best first; ``gt_boxes``: per image (G_i, 4);
@@ -95,9 +102,13 @@ def proposal_quality(proposals: Sequence, gt_boxes: Sequence, gt_labels: Sequenc
     ``best_overlaps`` (K, G) for all ground-truth boxes of all images in order.
     """
     if len(proposals) != len(gt_boxes):
-        raise ValueError(f"proposals and gt_boxes must have one entry per image, got {len(proposals)} and {len(gt_boxes)}")
+        raise ValueError(
+            f"proposals and gt_boxes must have one entry per image, got {len(proposals)} and {len(gt_boxes)}"
+        )
     if gt_labels is not None and len(gt_labels) != len(gt_boxes):
-        raise ValueError(f"gt_labels must have one entry per image, got {len(gt_labels)} for {len(gt_boxes)} images")
+        raise ValueError(
+            f"gt_labels must have one entry per image, got {len(gt_labels)} for {len(gt_boxes)} images"
+        )
     counts_array = np.asarray(list(counts), dtype=np.int64)
     if counts_array.ndim != 1 or len(counts_array) == 0 or (counts_array < 0).any():
         raise ValueError(f"counts must be a non-empty list of non-negative ints, got {counts}")
@@ -114,20 +125,34 @@ def proposal_quality(proposals: Sequence, gt_boxes: Sequence, gt_labels: Sequenc
             validate.check_labels(image_labels, len(truth), f"gt_labels[{index}]")
             labels.append(image_labels.cpu().numpy())
     best = np.concatenate(overlaps, axis=1) if overlaps else np.zeros((len(counts_array), 0))
-    classes = np.concatenate(labels) if gt_labels is not None and labels else np.zeros(best.shape[1], np.int64)
+    classes = (
+        np.concatenate(labels)
+        if gt_labels is not None and labels
+        else np.zeros(best.shape[1], np.int64)
+    )
     if best.shape[1] == 0:
         raise ValueError("there is no ground-truth box: recall and MABO are undefined")
     per_class = [best[:, classes == label].mean(axis=1) for label in np.unique(classes)]
-    return {"counts": counts_array, "recall": (best >= iou_threshold).mean(axis=1), "abo": best.mean(axis=1),
-            "mabo": np.mean(per_class, axis=0), "mean_proposals": used / max(len(proposals), 1),
-            "best_overlaps": best}
+    return {
+        "counts": counts_array,
+        "recall": (best >= iou_threshold).mean(axis=1),
+        "abo": best.mean(axis=1),
+        "mabo": np.mean(per_class, axis=0),
+        "mean_proposals": used / max(len(proposals), 1),
+        "best_overlaps": best,
+    }
 
 
 # --------------------------------------------------------------------------- naive baselines
 
 
-def random_proposals(num: int, canvas_size: tuple[int, int], min_side: float = 6.0, max_aspect: float = 2.0,
-                     seed: int = 0) -> torch.Tensor:
+def random_proposals(
+    num: int,
+    canvas_size: tuple[int, int],
+    min_side: float = 6.0,
+    max_aspect: float = 2.0,
+    seed: int = 0,
+) -> torch.Tensor:
     """``num`` random boxes inside an (H, W) image: float32 (num, 4) xyxy pixels, integer corners.
 
     Side length log-uniform in [min_side, image side], aspect ratio log-uniform in
@@ -137,7 +162,9 @@ def random_proposals(num: int, canvas_size: tuple[int, int], min_side: float = 6
         raise ValueError(f"num must be a non-negative int, got {num!r}")
     height, width = canvas_size
     if not (min_side >= 1 and min_side <= min(height, width)):
-        raise ValueError(f"min_side must lie in [1, min(H, W)] = [1, {min(height, width)}], got {min_side}")
+        raise ValueError(
+            f"min_side must lie in [1, min(H, W)] = [1, {min(height, width)}], got {min_side}"
+        )
     rng = np.random.default_rng(seed)
     side = np.exp(rng.uniform(np.log(min_side), np.log(max(height, width)), num))
     aspect = np.exp(rng.uniform(-np.log(max_aspect), np.log(max_aspect), num))
@@ -148,8 +175,11 @@ def random_proposals(num: int, canvas_size: tuple[int, int], min_side: float = 6
     return torch.from_numpy(np.stack([x1, y1, x1 + box_w, y1 + box_h], axis=1).astype(np.float32))
 
 
-def sliding_window_proposals(canvas_size: tuple[int, int], sizes: Sequence[int] = (16, 32, 64, 128),
-                             stride_fraction: float = 0.5) -> torch.Tensor:
+def sliding_window_proposals(
+    canvas_size: tuple[int, int],
+    sizes: Sequence[int] = (16, 32, 64, 128),
+    stride_fraction: float = 0.5,
+) -> torch.Tensor:
     """Square windows of each size with stride ``size * stride_fraction``: float32 (N, 4) xyxy.
 
     Ordered from the largest windows to the smallest (coarse first), clipped to the image.
@@ -178,11 +208,15 @@ def normalize_params(params: dict | None = None) -> dict:
     randomize (see :func:`course_utils.detection.selective_search.selective_search`).
     """
     if params is not None and not isinstance(params, dict):
-        raise TypeError(f"params must be a dict of selective_search arguments, got {type(params).__name__}")
+        raise TypeError(
+            f"params must be a dict of selective_search arguments, got {type(params).__name__}"
+        )
     merged = dict(DEFAULT_PARAMS, **(params or {}))
     unknown = set(merged) - _ALLOWED_PARAMS
     if unknown:
-        raise ValueError(f"unknown proposal parameters {sorted(unknown)}; allowed: {sorted(_ALLOWED_PARAMS)}")
+        raise ValueError(
+            f"unknown proposal parameters {sorted(unknown)}; allowed: {sorted(_ALLOWED_PARAMS)}"
+        )
     if merged["mode"] not in MODES:
         raise ValueError(f"params['mode'] must be one of {MODES}, got {merged['mode']!r}")
     if merged.get("scales") is not None:
@@ -211,16 +245,21 @@ def _read_cache(path: Path, params: dict) -> dict[int, torch.Tensor]:
         return {}
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(stored, dict) or stored.get("params") != json.dumps(params, sort_keys=True):
+        if not isinstance(stored, dict) or stored.get("params") != json.dumps(
+            params, sort_keys=True
+        ):
             raise ValueError("the file was written for other parameters")
         boxes = stored["boxes"]
-        if not isinstance(boxes, dict) or not all(isinstance(v, torch.Tensor) and v.ndim == 2 and v.shape[1] == 4
-                                                  for v in boxes.values()):
+        if not isinstance(boxes, dict) or not all(
+            isinstance(v, torch.Tensor) and v.ndim == 2 and v.shape[1] == 4 for v in boxes.values()
+        ):
             raise ValueError("the boxes are not (P, 4) tensors")
         return {int(index): value for index, value in boxes.items()}
     except Exception as error:  # a truncated or corrupt file: recompute
-        warnings.warn(f"proposal cache {path} is unreadable ({type(error).__name__}: {error}); recomputing it",
-                      stacklevel=3)
+        warnings.warn(
+            f"proposal cache {path} is unreadable ({type(error).__name__}: {error}); recomputing it",
+            stacklevel=3,
+        )
         return {}
 
 
@@ -229,7 +268,14 @@ def _write_cache(path: Path, params: dict, boxes: dict[int, torch.Tensor]) -> No
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
     os.close(handle)
     try:
-        torch.save({"params": json.dumps(params, sort_keys=True), "version": PROPOSALS_VERSION, "boxes": boxes}, tmp)
+        torch.save(
+            {
+                "params": json.dumps(params, sort_keys=True),
+                "version": PROPOSALS_VERSION,
+                "boxes": boxes,
+            },
+            tmp,
+        )
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -239,7 +285,9 @@ def _write_cache(path: Path, params: dict, boxes: dict[int, torch.Tensor]) -> No
 def _compute(image: np.ndarray, params: dict) -> torch.Tensor:
     scales = tuple(params["scales"]) if params.get("scales") is not None else None
     kwargs = {key: params[key] for key in ("min_size", "sigma", "randomize") if key in params}
-    boxes = selective_search(image, mode=params["mode"], seed=params["seed"], scales=scales, **kwargs)
+    boxes = selective_search(
+        image, mode=params["mode"], seed=params["seed"], scales=scales, **kwargs
+    )
     return boxes.round().to(torch.int16)
 
 
@@ -253,8 +301,14 @@ def _scene_images(split: str, num_images: int, config: SceneConfig):
     return lambda index: dataset.scene(index).image
 
 
-def load_proposals(split: str, num_images: int, params: dict | None = None, max_proposals: int | None = None,
-                   config: SceneConfig = SceneConfig(), progress: bool = True) -> list[torch.Tensor]:
+def load_proposals(
+    split: str,
+    num_images: int,
+    params: dict | None = None,
+    max_proposals: int | None = None,
+    config: SceneConfig = SceneConfig(),
+    progress: bool = True,
+) -> list[torch.Tensor]:
     """Selective Search proposals of images ``0..num_images-1`` of a scenes split, best ranked first.
 
     Returns a list of ``num_images`` float32 tensors (P_i, 4) xyxy pixels (x2/y2 exclusive, as the
@@ -265,10 +319,17 @@ def load_proposals(split: str, num_images: int, params: dict | None = None, max_
     arguments (:func:`normalize_params`); ``max_proposals`` is applied on loading, so one cache
     serves every count.
     """
-    if isinstance(num_images, bool) or not isinstance(num_images, (int, np.integer)) or num_images < 0:
+    if (
+        isinstance(num_images, bool)
+        or not isinstance(num_images, (int, np.integer))
+        or num_images < 0
+    ):
         raise ValueError(f"num_images must be a non-negative int, got {num_images!r}")
-    if max_proposals is not None and (isinstance(max_proposals, bool) or not isinstance(max_proposals, (int, np.integer))
-                                      or max_proposals < 1):
+    if max_proposals is not None and (
+        isinstance(max_proposals, bool)
+        or not isinstance(max_proposals, (int, np.integer))
+        or max_proposals < 1
+    ):
         raise ValueError(f"max_proposals must be a positive int or None, got {max_proposals!r}")
     params = normalize_params(params)
     path = cache_path(split, params, config)
@@ -278,15 +339,24 @@ def load_proposals(split: str, num_images: int, params: dict | None = None, max_
         from tqdm.auto import tqdm
 
         images = _scene_images(split, num_images, config)
-        for index in tqdm(missing, desc=f"Selective Search ({split})", disable=not progress or len(missing) < 2):
+        for index in tqdm(
+            missing, desc=f"Selective Search ({split})", disable=not progress or len(missing) < 2
+        ):
             cached[index] = _compute(images(index), params)
-        cached = {**_read_cache(path, params), **cached}  # keep what another process added meanwhile
+        cached = {
+            **_read_cache(path, params),
+            **cached,
+        }  # keep what another process added meanwhile
         _write_cache(path, params, cached)
     return [cached[index][:max_proposals].float() for index in range(num_images)]
 
 
-def save_proposals(split: str, proposals: Sequence[torch.Tensor], params: dict | None = None,
-                   config: SceneConfig = SceneConfig()) -> Path:
+def save_proposals(
+    split: str,
+    proposals: Sequence[torch.Tensor],
+    params: dict | None = None,
+    config: SceneConfig = SceneConfig(),
+) -> Path:
     """Store proposals computed elsewhere (e.g. timed in notebook 02) as images ``0..len-1`` of the cache.
 
     ``proposals[i]``: float (P_i, 4) xyxy pixel boxes of image i, all of them (not truncated), computed
@@ -298,7 +368,9 @@ def save_proposals(split: str, proposals: Sequence[torch.Tensor], params: dict |
     for index, value in enumerate(proposals):
         value = _as_boxes(value, f"proposals[{index}]")
         if not torch.equal(value, value.round()):
-            raise ValueError(f"proposals[{index}] must hold integer pixel coordinates, as Selective Search gives")
+            raise ValueError(
+                f"proposals[{index}] must hold integer pixel coordinates, as Selective Search gives"
+            )
         boxes[index] = value.to(torch.int16)
     path = cache_path(split, params, config)
     _write_cache(path, params, {**_read_cache(path, params), **boxes})

@@ -53,7 +53,11 @@ def _plain(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _check_threshold(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0.0 <= float(value) <= 1.0
+    ):
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
     return float(value)
 
@@ -67,8 +71,13 @@ def _check_positive_int(value, name: str, minimum: int = 1) -> int:
 # --------------------------------------------------------------------------- labelling proposals
 
 
-def label_proposals(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torch.Tensor,
-                    fg_threshold: float = 0.5, bg_threshold: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def label_proposals(
+    proposals: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_labels: torch.Tensor,
+    fg_threshold: float = 0.5,
+    bg_threshold: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Label each proposal by its best-overlapping ground-truth box.
 
     Args:
@@ -91,7 +100,9 @@ def label_proposals(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: 
     fg_threshold = _check_threshold(fg_threshold, "fg_threshold")
     bg_threshold = _check_threshold(bg_threshold, "bg_threshold")
     if bg_threshold > fg_threshold:
-        raise ValueError(f"bg_threshold ({bg_threshold}) must not exceed fg_threshold ({fg_threshold})")
+        raise ValueError(
+            f"bg_threshold ({bg_threshold}) must not exceed fg_threshold ({fg_threshold})"
+        )
     num = len(proposals)
     if len(gt_boxes) == 0:
         best = torch.zeros(num, dtype=proposals.dtype, device=proposals.device)
@@ -100,16 +111,26 @@ def label_proposals(proposals: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: 
     else:
         iou = box_iou(proposals, gt_boxes.to(proposals.dtype))  # (P, G)
         # argmax over G returns the first maximum: ties go to the lowest ground-truth index
-        matched = iou.argmax(dim=1) if num else torch.zeros(0, dtype=torch.int64, device=proposals.device)
-        best = iou.gather(1, matched[:, None])[:, 0] if num else torch.zeros(0, dtype=iou.dtype, device=iou.device)
+        matched = (
+            iou.argmax(dim=1) if num else torch.zeros(0, dtype=torch.int64, device=proposals.device)
+        )
+        best = (
+            iou.gather(1, matched[:, None])[:, 0]
+            if num
+            else torch.zeros(0, dtype=iou.dtype, device=iou.device)
+        )
         labels = gt_labels.to(torch.int64)[matched]
     labels = torch.where(best >= fg_threshold, labels, torch.zeros_like(labels))
     labels = torch.where(best < bg_threshold, torch.full_like(labels, -1), labels)
     return labels, matched
 
 
-def sample_minibatch(labels: torch.Tensor, batch_size: int = 128, positive_fraction: float = 0.25,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_minibatch(
+    labels: torch.Tensor,
+    batch_size: int = 128,
+    positive_fraction: float = 0.25,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Indices of a mini-batch with a fixed fraction of positives (R-CNN: 32 positives + 96 background).
 
     Draws ``min(round(batch_size * positive_fraction), #positives)`` positives (label > 0) and fills the
@@ -125,8 +146,12 @@ def sample_minibatch(labels: torch.Tensor, batch_size: int = 128, positive_fract
     negatives = torch.nonzero(labels == 0).flatten()
     num_pos = min(int(round(batch_size * positive_fraction)), len(positives))
     num_neg = min(batch_size - num_pos, len(negatives))
-    pick_pos = positives[torch.randperm(len(positives), generator=generator)[:num_pos].to(labels.device)]
-    pick_neg = negatives[torch.randperm(len(negatives), generator=generator)[:num_neg].to(labels.device)]
+    pick_pos = positives[
+        torch.randperm(len(positives), generator=generator)[:num_pos].to(labels.device)
+    ]
+    pick_neg = negatives[
+        torch.randperm(len(negatives), generator=generator)[:num_neg].to(labels.device)
+    ]
     return torch.cat([pick_pos, pick_neg])
 
 
@@ -141,14 +166,20 @@ def dilate_boxes(boxes: torch.Tensor, context: float) -> torch.Tensor:
     """
     boxes = _plain(boxes)
     if isinstance(context, bool) or not isinstance(context, (int, float)) or not 0 <= context <= 2:
-        raise ValueError(f"context must be a number in [0, 2] (fraction of the box's side), got {context!r}")
+        raise ValueError(
+            f"context must be a number in [0, 2] (fraction of the box's side), got {context!r}"
+        )
     widths = (boxes[:, 2] - boxes[:, 0]) * context
     heights = (boxes[:, 3] - boxes[:, 1]) * context
-    return torch.stack([boxes[:, 0] - widths, boxes[:, 1] - heights, boxes[:, 2] + widths, boxes[:, 3] + heights],
-                       dim=1)
+    return torch.stack(
+        [boxes[:, 0] - widths, boxes[:, 1] - heights, boxes[:, 2] + widths, boxes[:, 3] + heights],
+        dim=1,
+    )
 
 
-def warp_regions(image: torch.Tensor, boxes: torch.Tensor, size: int = 32, context: float = 0.25) -> torch.Tensor:
+def warp_regions(
+    image: torch.Tensor, boxes: torch.Tensor, size: int = 32, context: float = 0.25
+) -> torch.Tensor:
     """Crop every box (plus context) out of ``image`` and warp it to ``size`` x ``size``, ignoring aspect ratio.
 
     R-CNN's "affine image warping": each region, whatever its shape, becomes a fixed-size CNN input.
@@ -171,8 +202,14 @@ def warp_regions(image: torch.Tensor, boxes: torch.Tensor, size: int = 32, conte
     if len(boxes) == 0:
         return image.new_zeros((0, image.shape[0], size, size))
     windows = dilate_boxes(boxes.to(image), context)
-    crops = roi_align(image[None], [windows], output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1,
-                      aligned=True)
+    crops = roi_align(
+        image[None],
+        [windows],
+        output_size=(size, size),
+        spatial_scale=1.0,
+        sampling_ratio=-1,
+        aligned=True,
+    )
     return crops.clamp(0.0, 1.0)
 
 
@@ -212,18 +249,37 @@ class RegionSet:
 
     def subset(self, keep: torch.Tensor) -> RegionSet:
         """The regions selected by a boolean mask or index tensor ``keep``."""
-        return RegionSet(self.crops[keep], self.labels[keep], self.boxes[keep], self.matched_boxes[keep],
-                         self.ious[keep], self.image_indices[keep], self.is_gt[keep])
+        return RegionSet(
+            self.crops[keep],
+            self.labels[keep],
+            self.boxes[keep],
+            self.matched_boxes[keep],
+            self.ious[keep],
+            self.image_indices[keep],
+            self.is_gt[keep],
+        )
 
     def counts(self) -> dict[str, int]:
         """How many regions are positive, background and ignored."""
-        return {"positive": int((self.labels > 0).sum()), "background": int((self.labels == 0).sum()),
-                "ignored": int((self.labels < 0).sum())}
+        return {
+            "positive": int((self.labels > 0).sum()),
+            "background": int((self.labels == 0).sum()),
+            "ignored": int((self.labels < 0).sum()),
+        }
 
 
-def build_region_set(images: Sequence[torch.Tensor], targets: Sequence[dict], proposals: Sequence[torch.Tensor],
-                     *, size: int = 32, context: float = 0.25, fg_threshold: float = 0.5, bg_threshold: float = 0.0,
-                     include_gt: bool = True, label_fn: Callable | None = None) -> RegionSet:
+def build_region_set(
+    images: Sequence[torch.Tensor],
+    targets: Sequence[dict],
+    proposals: Sequence[torch.Tensor],
+    *,
+    size: int = 32,
+    context: float = 0.25,
+    fg_threshold: float = 0.5,
+    bg_threshold: float = 0.0,
+    include_gt: bool = True,
+    label_fn: Callable | None = None,
+) -> RegionSet:
     """Warp and label the proposals of every image (plus its ground-truth boxes, as the paper's positives).
 
     ``images``: float (C, H, W); ``targets``: dicts with ``boxes`` (G, 4) and ``labels`` (G,);
@@ -231,10 +287,13 @@ def build_region_set(images: Sequence[torch.Tensor], targets: Sequence[dict], pr
     same signature (a notebook passes the student's own).
     """
     if not (len(images) == len(targets) == len(proposals)):
-        raise ValueError(f"images, targets and proposals must have one entry per image, got {len(images)}, "
-                         f"{len(targets)} and {len(proposals)}")
-    parts: dict[str, list[torch.Tensor]] = {key: [] for key in ("crops", "labels", "boxes", "matched", "ious", "index",
-                                                                 "gt")}
+        raise ValueError(
+            f"images, targets and proposals must have one entry per image, got {len(images)}, "
+            f"{len(targets)} and {len(proposals)}"
+        )
+    parts: dict[str, list[torch.Tensor]] = {
+        key: [] for key in ("crops", "labels", "boxes", "matched", "ious", "index", "gt")
+    }
     for index, (image, target, boxes) in enumerate(zip(images, targets, proposals)):
         gt_boxes = _plain(target["boxes"]).float()
         gt_labels = _plain(target["labels"])
@@ -243,23 +302,32 @@ def build_region_set(images: Sequence[torch.Tensor], targets: Sequence[dict], pr
         if include_gt:
             boxes = torch.cat([gt_boxes, boxes])
             is_gt = torch.cat([torch.ones(len(gt_boxes), dtype=torch.bool), is_gt])
-        labels, matched = (label_fn or label_proposals)(boxes, gt_boxes, gt_labels, fg_threshold, bg_threshold)
+        labels, matched = (label_fn or label_proposals)(
+            boxes, gt_boxes, gt_labels, fg_threshold, bg_threshold
+        )
         if len(gt_boxes):
             matched_boxes = gt_boxes[matched]
             ious = box_iou(boxes, gt_boxes).max(dim=1).values
         else:
             matched_boxes, ious = boxes.clone(), torch.zeros(len(boxes))
-        parts["crops"].append(warp_regions(image, boxes, size, context).mul(255).round().to(torch.uint8))
+        parts["crops"].append(
+            warp_regions(image, boxes, size, context).mul(255).round().to(torch.uint8)
+        )
         parts["labels"].append(labels)
         parts["boxes"].append(boxes)
         parts["matched"].append(matched_boxes)
         parts["ious"].append(ious)
         parts["index"].append(torch.full((len(boxes),), index, dtype=torch.int64))
         parts["gt"].append(is_gt)
-    return RegionSet(crops=torch.cat(parts["crops"]), labels=torch.cat(parts["labels"]),
-                     boxes=torch.cat(parts["boxes"]), matched_boxes=torch.cat(parts["matched"]),
-                     ious=torch.cat(parts["ious"]), image_indices=torch.cat(parts["index"]),
-                     is_gt=torch.cat(parts["gt"]))
+    return RegionSet(
+        crops=torch.cat(parts["crops"]),
+        labels=torch.cat(parts["labels"]),
+        boxes=torch.cat(parts["boxes"]),
+        matched_boxes=torch.cat(parts["matched"]),
+        ious=torch.cat(parts["ious"]),
+        image_indices=torch.cat(parts["index"]),
+        is_gt=torch.cat(parts["gt"]),
+    )
 
 
 class MinibatchDataset(Dataset):
@@ -271,10 +339,19 @@ class MinibatchDataset(Dataset):
     ``course_utils.engine.train.fit(..., batch_size=1, collate_fn=MinibatchDataset.collate)``.
     """
 
-    def __init__(self, regions: RegionSet, num_batches: int, batch_size: int = 128, positive_fraction: float = 0.25,
-                 seed: int = 0, hflip: bool = False) -> None:
+    def __init__(
+        self,
+        regions: RegionSet,
+        num_batches: int,
+        batch_size: int = 128,
+        positive_fraction: float = 0.25,
+        seed: int = 0,
+        hflip: bool = False,
+    ) -> None:
         if not isinstance(regions, RegionSet):
-            raise TypeError(f"regions must be a RegionSet (build_region_set), got {type(regions).__name__}")
+            raise TypeError(
+                f"regions must be a RegionSet (build_region_set), got {type(regions).__name__}"
+            )
         self.regions = regions
         self.num_batches = _check_positive_int(num_batches, "num_batches")
         self.batch_size = _check_positive_int(batch_size, "batch_size")
@@ -290,7 +367,9 @@ class MinibatchDataset(Dataset):
         if not 0 <= index < self.num_batches:
             raise IndexError(f"batch {index} out of range for {self.num_batches} batches")
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
-        picked = sample_minibatch(self.regions.labels, self.batch_size, self.positive_fraction, generator)
+        picked = sample_minibatch(
+            self.regions.labels, self.batch_size, self.positive_fraction, generator
+        )
         crops = as_float_crops(self.regions.crops[picked])
         if self.hflip:
             flip = torch.rand(len(picked), generator=generator) < 0.5
@@ -307,7 +386,9 @@ class MinibatchDataset(Dataset):
 
 
 @torch.no_grad()
-def region_features(cnn: nn.Module, crops: torch.Tensor, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+def region_features(
+    cnn: nn.Module, crops: torch.Tensor, batch_size: int = 512
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(features (N, D), class probabilities (N, K+1))`` of warped crops (N, C, S, S), in eval mode.
 
     ``crops``: float in [0, 1] or uint8 0..255 (a :class:`RegionSet`'s). ``cnn`` has ``features``
@@ -321,20 +402,29 @@ def region_features(cnn: nn.Module, crops: torch.Tensor, batch_size: int = 512) 
     try:
         features, probs = [], []
         for start in range(0, len(crops), batch_size):
-            chunk = cnn.features(as_float_crops(crops[start:start + batch_size]).to(device))
+            chunk = cnn.features(as_float_crops(crops[start : start + batch_size]).to(device))
             features.append(chunk)
             probs.append(F.softmax(cnn.head(chunk).float(), dim=1))
     finally:
         cnn.train(was_training)
     if not features:
-        num_classes = cnn.head(cnn.features(torch.zeros((1, *crops.shape[1:]), device=device))).shape[1]
+        num_classes = cnn.head(
+            cnn.features(torch.zeros((1, *crops.shape[1:]), device=device))
+        ).shape[1]
         dim = cnn.features(torch.zeros((1, *crops.shape[1:]), device=device)).shape[1]
-        return torch.zeros((0, dim), device=crops.device), torch.zeros((0, num_classes), device=crops.device)
+        return torch.zeros((0, dim), device=crops.device), torch.zeros(
+            (0, num_classes), device=crops.device
+        )
     return torch.cat(features).to(crops.device), torch.cat(probs).to(crops.device)
 
 
-def fit_box_regressors(features: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor, num_classes: int,
-                       ridge: float = 1000.0) -> torch.Tensor:
+def fit_box_regressors(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    targets: torch.Tensor,
+    num_classes: int,
+    ridge: float = 1000.0,
+) -> torch.Tensor:
     """Class-specific linear box regressors by ridge regression (R-CNN, appendix C), in closed form.
 
     For each class k >= 1, on the regions labelled k: ``W_k = argmin ||[X 1] W - T||^2 + ridge ||W[:-1]||^2``
@@ -352,13 +442,21 @@ def fit_box_regressors(features: torch.Tensor, labels: torch.Tensor, targets: to
         float64 weights (num_classes, D + 1, 4): the last row of each class is its bias.
     """
     features, labels, targets = _plain(features), _plain(labels), _plain(targets)
-    if features.ndim != 2 or targets.shape != (len(features), 4) or labels.shape != (len(features),):
-        raise ValueError(f"need features (N, D), labels (N,) and targets (N, 4), got {tuple(features.shape)}, "
-                         f"{tuple(labels.shape)} and {tuple(targets.shape)}")
+    if (
+        features.ndim != 2
+        or targets.shape != (len(features), 4)
+        or labels.shape != (len(features),)
+    ):
+        raise ValueError(
+            f"need features (N, D), labels (N,) and targets (N, 4), got {tuple(features.shape)}, "
+            f"{tuple(labels.shape)} and {tuple(targets.shape)}"
+        )
     _check_positive_int(num_classes, "num_classes", 2)
     if not ridge >= 0:
         raise ValueError(f"ridge must be >= 0, got {ridge}")
-    x = torch.cat([features.double().cpu(), torch.ones(len(features), 1, dtype=torch.float64)], dim=1)
+    x = torch.cat(
+        [features.double().cpu(), torch.ones(len(features), 1, dtype=torch.float64)], dim=1
+    )
     t = targets.double().cpu()
     labels = labels.cpu()
     penalty = torch.eye(x.shape[1], dtype=torch.float64) * float(ridge)
@@ -377,8 +475,10 @@ def apply_box_regressors(features: torch.Tensor, weights: torch.Tensor) -> torch
     """Class-specific deltas (N, K+1, 4) of features (N, D) with weights (K+1, D+1, 4) from fit_box_regressors."""
     features = _plain(features)
     if features.ndim != 2 or weights.ndim != 3 or weights.shape[1] != features.shape[1] + 1:
-        raise ValueError(f"need features (N, D) and weights (K+1, D+1, 4), got {tuple(features.shape)} and "
-                         f"{tuple(weights.shape)}")
+        raise ValueError(
+            f"need features (N, D) and weights (K+1, D+1, 4), got {tuple(features.shape)} and "
+            f"{tuple(weights.shape)}"
+        )
     weights = weights.to(features)
     return torch.einsum("nd,kdc->nkc", features, weights[:, :-1]) + weights[None, :, -1]
 
@@ -386,10 +486,18 @@ def apply_box_regressors(features: torch.Tensor, weights: torch.Tensor) -> torch
 # --------------------------------------------------------------------------- detections
 
 
-def postprocess_detections(proposals: torch.Tensor, class_probs: torch.Tensor, box_deltas: torch.Tensor | None,
-                           image_size: tuple[int, int], *, score_threshold: float = 0.01, nms_threshold: float = 0.3,
-                           max_detections: int = 100, min_size: float = 1.0,
-                           weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0)) -> dict[str, torch.Tensor]:
+def postprocess_detections(
+    proposals: torch.Tensor,
+    class_probs: torch.Tensor,
+    box_deltas: torch.Tensor | None,
+    image_size: tuple[int, int],
+    *,
+    score_threshold: float = 0.01,
+    nms_threshold: float = 0.3,
+    max_detections: int = 100,
+    min_size: float = 1.0,
+    weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+) -> dict[str, torch.Tensor]:
     """Scored regions -> final detections of one image: per class decode, clip, threshold, NMS.
 
     Args:
@@ -407,17 +515,25 @@ def postprocess_detections(proposals: torch.Tensor, class_probs: torch.Tensor, b
         ``{"boxes": float (N, 4), "scores": float (N,), "labels": int64 (N,) in 1..K}``, highest score first.
     """
     proposals, class_probs = _plain(proposals), _plain(class_probs)
-    if class_probs.ndim != 2 or class_probs.shape[0] != proposals.shape[0] or class_probs.shape[1] < 2:
-        raise ValueError(f"class_probs must be (P, K+1) for {proposals.shape[0]} proposals, got "
-                         f"{tuple(class_probs.shape)}")
+    if (
+        class_probs.ndim != 2
+        or class_probs.shape[0] != proposals.shape[0]
+        or class_probs.shape[1] < 2
+    ):
+        raise ValueError(
+            f"class_probs must be (P, K+1) for {proposals.shape[0]} proposals, got "
+            f"{tuple(class_probs.shape)}"
+        )
     num_classes = class_probs.shape[1]
     if box_deltas is None:
         boxes = proposals[:, None, :].expand(-1, num_classes, 4)
     else:
         box_deltas = _plain(box_deltas)
         if box_deltas.shape != (proposals.shape[0], num_classes, 4):
-            raise ValueError(f"box_deltas must be (P, K+1, 4) = {(proposals.shape[0], num_classes, 4)}, got "
-                             f"{tuple(box_deltas.shape)}")
+            raise ValueError(
+                f"box_deltas must be (P, K+1, 4) = {(proposals.shape[0], num_classes, 4)}, got "
+                f"{tuple(box_deltas.shape)}"
+            )
         boxes = decode_boxes(proposals[:, None, :].to(box_deltas.dtype), box_deltas, weights)
     boxes = clip_boxes_to_image(boxes[:, 1:].reshape(-1, 4), tuple(image_size))
     scores = class_probs[:, 1:].reshape(-1)
@@ -446,45 +562,81 @@ class RCNN(nn.Module):
         batch_size: crops per CNN call.
     """
 
-    def __init__(self, cnn: nn.Module, regressor_weights: torch.Tensor | None = None, *, size: int = 32,
-                 context: float = 0.25, score_threshold: float = 0.01, nms_threshold: float = 0.3,
-                 max_detections: int = 100, batch_size: int = 512) -> None:
+    def __init__(
+        self,
+        cnn: nn.Module,
+        regressor_weights: torch.Tensor | None = None,
+        *,
+        size: int = 32,
+        context: float = 0.25,
+        score_threshold: float = 0.01,
+        nms_threshold: float = 0.3,
+        max_detections: int = 100,
+        batch_size: int = 512,
+    ) -> None:
         super().__init__()
         if not (hasattr(cnn, "features") and hasattr(cnn, "head")):
-            raise TypeError("cnn must have .features and .head (like course_utils.detection.classifiers.CropClassifier)")
+            raise TypeError(
+                "cnn must have .features and .head (like course_utils.detection.classifiers.CropClassifier)"
+            )
         self.cnn = cnn
-        self.register_buffer("regressor_weights", None if regressor_weights is None else regressor_weights.float())
+        self.register_buffer(
+            "regressor_weights", None if regressor_weights is None else regressor_weights.float()
+        )
         self.size, self.context = _check_positive_int(size, "size"), float(context)
         self.score_threshold, self.nms_threshold = float(score_threshold), float(nms_threshold)
         self.max_detections, self.batch_size = max_detections, batch_size
 
     @torch.no_grad()
-    def score_regions(self, image: torch.Tensor, proposals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def score_regions(
+        self, image: torch.Tensor, proposals: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(class probabilities (P, K+1), class-specific deltas (P, K+1, 4) or None)`` for one image."""
         crops = warp_regions(image, proposals, self.size, self.context)
         features, probs = region_features(self.cnn, crops, self.batch_size)
-        deltas = None if self.regressor_weights is None else apply_box_regressors(features, self.regressor_weights)
+        deltas = (
+            None
+            if self.regressor_weights is None
+            else apply_box_regressors(features, self.regressor_weights)
+        )
         return probs, deltas
 
     @torch.no_grad()
-    def forward(self, images: Sequence[torch.Tensor], proposals: Sequence[torch.Tensor]) -> list[dict]:
+    def forward(
+        self, images: Sequence[torch.Tensor], proposals: Sequence[torch.Tensor]
+    ) -> list[dict]:
         """Detections for each image: list of ``{"boxes", "scores", "labels"}`` (torchvision's format)."""
         if len(images) != len(proposals):
-            raise ValueError(f"one proposal tensor per image: got {len(images)} images and {len(proposals)}")
+            raise ValueError(
+                f"one proposal tensor per image: got {len(images)} images and {len(proposals)}"
+            )
         outputs = []
         for image, boxes in zip(images, proposals):
             boxes = _plain(boxes).to(image.device, torch.float32)
             probs, deltas = self.score_regions(image, boxes)
-            outputs.append(postprocess_detections(boxes, probs, deltas, tuple(image.shape[-2:]),
-                                                  score_threshold=self.score_threshold,
-                                                  nms_threshold=self.nms_threshold,
-                                                  max_detections=self.max_detections))
+            outputs.append(
+                postprocess_detections(
+                    boxes,
+                    probs,
+                    deltas,
+                    tuple(image.shape[-2:]),
+                    score_threshold=self.score_threshold,
+                    nms_threshold=self.nms_threshold,
+                    max_detections=self.max_detections,
+                )
+            )
         return outputs
 
 
-
-def fit_region_regressors(cnn: nn.Module, regions: RegionSet, num_classes: int, *, min_iou: float = 0.6,
-                          ridge: float = 1000.0, encode_fn: Callable | None = None) -> torch.Tensor:
+def fit_region_regressors(
+    cnn: nn.Module,
+    regions: RegionSet,
+    num_classes: int,
+    *,
+    min_iou: float = 0.6,
+    ridge: float = 1000.0,
+    encode_fn: Callable | None = None,
+) -> torch.Tensor:
     """R-CNN's box regressors for a fine-tuned CNN: ridge regression (:func:`fit_box_regressors`) from the CNN
     features of the positive proposals (not the added ground-truth boxes) with IoU >= ``min_iou`` (the paper's
     0.6) to their targets (``encode_fn(boxes, matched_boxes)``, default
@@ -495,13 +647,31 @@ def fit_region_regressors(cnn: nn.Module, regions: RegionSet, num_classes: int, 
     return fit_box_regressors(features, regions.labels[chosen], targets, num_classes, ridge)
 
 
-def train_rcnn(cnn: nn.Module, images: Sequence[torch.Tensor], targets: Sequence[dict],
-               proposals: Sequence[torch.Tensor], *, steps: int, batch_size: int = 128, positive_fraction: float = 0.25,
-               lr: float = 1e-3, weight_decay: float = 1e-4, size: int = 32, context: float = 0.25,
-               fg_threshold: float = 0.5, bg_threshold: float = 0.0, regression_iou: float = 0.6,
-               ridge: float = 1000.0, hflip: bool = True, checkpoint: str | None = None, seed: int = 0,
-               device: torch.device | str | None = None, progress: bool = True, label_fn: Callable | None = None,
-               **detector_kwargs):
+def train_rcnn(
+    cnn: nn.Module,
+    images: Sequence[torch.Tensor],
+    targets: Sequence[dict],
+    proposals: Sequence[torch.Tensor],
+    *,
+    steps: int,
+    batch_size: int = 128,
+    positive_fraction: float = 0.25,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    size: int = 32,
+    context: float = 0.25,
+    fg_threshold: float = 0.5,
+    bg_threshold: float = 0.0,
+    regression_iou: float = 0.6,
+    ridge: float = 1000.0,
+    hflip: bool = True,
+    checkpoint: str | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    label_fn: Callable | None = None,
+    **detector_kwargs,
+):
     """R-CNN's training, all stages: warp and label the regions, fine-tune ``cnn`` (in place) on mini-batches
     with a fixed fraction of positives (AdamW, one-cycle schedule, ``course_utils.engine.train.fit``), then fit the
     class-specific box regressors on its features.
@@ -511,14 +681,37 @@ def train_rcnn(cnn: nn.Module, images: Sequence[torch.Tensor], targets: Sequence
     """
     from course_utils.engine.train import classification_loss, fit
 
-    regions = build_region_set(images, targets, proposals, size=size, context=context, fg_threshold=fg_threshold,
-                               bg_threshold=bg_threshold, label_fn=label_fn)
-    batches = MinibatchDataset(regions, steps, batch_size, positive_fraction, seed=seed, hflip=hflip)
+    regions = build_region_set(
+        images,
+        targets,
+        proposals,
+        size=size,
+        context=context,
+        fg_threshold=fg_threshold,
+        bg_threshold=bg_threshold,
+        label_fn=label_fn,
+    )
+    batches = MinibatchDataset(
+        regions, steps, batch_size, positive_fraction, seed=seed, hflip=hflip
+    )
     optimizer = torch.optim.AdamW(cnn.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
-    history = fit(cnn, batches, loss_fn=classification_loss, optimizer=optimizer, scheduler=scheduler, steps=steps,
-                  batch_size=1, collate_fn=MinibatchDataset.collate, checkpoint=checkpoint, seed=seed, device=device,
-                  progress=progress)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=steps, pct_start=0.1
+    )
+    history = fit(
+        cnn,
+        batches,
+        loss_fn=classification_loss,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        steps=steps,
+        batch_size=1,
+        collate_fn=MinibatchDataset.collate,
+        checkpoint=checkpoint,
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
     num_classes = int(region_features(cnn, regions.crops[:1])[1].shape[1])
     weights = fit_region_regressors(cnn, regions, num_classes, min_iou=regression_iou, ridge=ridge)
     detector = RCNN(cnn, weights, size=size, context=context, **detector_kwargs)

@@ -89,24 +89,34 @@ def as_hwc_float(image) -> np.ndarray:
         array = image.permute(1, 2, 0).numpy().astype(np.float64)
     elif isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[-1] not in (1, 3):
-            raise ValueError(f"image array must be (H, W, 3) (or (H, W, 1)), got shape {image.shape}")
+            raise ValueError(
+                f"image array must be (H, W, 3) (or (H, W, 1)), got shape {image.shape}"
+            )
         if image.dtype == np.uint8:
             array = image.astype(np.float64) / 255.0
         elif np.issubdtype(image.dtype, np.floating):
             array = image.astype(np.float64)
             if array.size and (array.min() < -1e-3 or array.max() > 1 + 1e-3):
-                raise ValueError(f"float image arrays must lie in [0, 1], got range [{array.min():.3g}, {array.max():.3g}]")
+                raise ValueError(
+                    f"float image arrays must lie in [0, 1], got range [{array.min():.3g}, {array.max():.3g}]"
+                )
         else:
-            raise TypeError(f"image array must be uint8 or float in [0, 1], got dtype {image.dtype}")
+            raise TypeError(
+                f"image array must be uint8 or float in [0, 1], got dtype {image.dtype}"
+            )
     else:
-        raise TypeError(f"image must be a float tensor (3, H, W) or an array (H, W, 3), got {type(image).__name__}")
+        raise TypeError(
+            f"image must be a float tensor (3, H, W) or an array (H, W, 3), got {type(image).__name__}"
+        )
     if array.shape[0] < 2 or array.shape[1] < 2:
         raise ValueError(f"image must be at least 2x2 pixels, got {array.shape[:2]}")
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     levels = np.round(array * 255.0)
     if np.abs(array * 255.0 - levels).max(initial=0.0) < 1e-3:  # an 8-bit image stored as floats:
-        array = levels / 255.0  # snap float32 rounding away, so every format gives the same proposals
+        array = (
+            levels / 255.0
+        )  # snap float32 rounding away, so every format gives the same proposals
     return np.clip(array, 0.0, 1.0)
 
 
@@ -120,7 +130,9 @@ def convert_color(image: np.ndarray, space: str) -> np.ndarray:
     if space not in COLOR_SPACES:
         raise ValueError(f"space must be one of {COLOR_SPACES}, got {space!r}")
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"image must be an RGB array (H, W, 3) in [0, 1], got {getattr(image, 'shape', type(image))}")
+        raise ValueError(
+            f"image must be an RGB array (H, W, 3) in [0, 1], got {getattr(image, 'shape', type(image))}"
+        )
     if space == "rgb":
         out = image
     elif space in ("hsv", "h"):
@@ -128,14 +140,22 @@ def convert_color(image: np.ndarray, space: str) -> np.ndarray:
         out = out[..., :1] if space == "h" else out
     elif space == "lab":
         lab = skcolor.rgb2lab(image)
-        out = np.stack([lab[..., 0] / 100.0, (lab[..., 1] + 128.0) / 255.0, (lab[..., 2] + 128.0) / 255.0], axis=-1)
+        out = np.stack(
+            [lab[..., 0] / 100.0, (lab[..., 1] + 128.0) / 255.0, (lab[..., 2] + 128.0) / 255.0],
+            axis=-1,
+        )
     else:
         total = image.sum(axis=-1, keepdims=True)
         intensity = total / 3.0
         if space == "i":
             out = intensity
         else:
-            chroma = np.divide(image[..., :2], total, out=np.full(image.shape[:2] + (2,), 1.0 / 3.0), where=total > 0)
+            chroma = np.divide(
+                image[..., :2],
+                total,
+                out=np.full(image.shape[:2] + (2,), 1.0 / 3.0),
+                where=total > 0,
+            )
             out = np.concatenate([chroma, intensity], axis=-1)
     return np.clip(np.asarray(out, dtype=np.float64), 0.0, 1.0)
 
@@ -143,8 +163,9 @@ def convert_color(image: np.ndarray, space: str) -> np.ndarray:
 # --------------------------------------------------------------------------- initial regions
 
 
-def initial_regions(image: np.ndarray, scale: float, sigma: float = DEFAULT_SIGMA,
-                    min_size: int = DEFAULT_MIN_SIZE) -> np.ndarray:
+def initial_regions(
+    image: np.ndarray, scale: float, sigma: float = DEFAULT_SIGMA, min_size: int = DEFAULT_MIN_SIZE
+) -> np.ndarray:
     """Felzenszwalb & Huttenlocher's segmentation of ``image`` (H, W, C) in [0, 1].
 
     ``scale`` is the paper's ``k`` (larger = fewer, bigger regions; in 0-255 intensity units,
@@ -152,20 +173,30 @@ def initial_regions(image: np.ndarray, scale: float, sigma: float = DEFAULT_SIGM
     Returns int64 labels (H, W) numbered 0..R-1 without gaps.
     """
     if not isinstance(image, np.ndarray) or image.ndim != 3:
-        raise ValueError(f"image must be an array (H, W, C), got {getattr(image, 'shape', type(image))}")
+        raise ValueError(
+            f"image must be an array (H, W, C), got {getattr(image, 'shape', type(image))}"
+        )
     if not scale > 0:
         raise ValueError(f"scale (Felzenszwalb's k) must be > 0, got {scale}")
     if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 1:
         raise ValueError(f"min_size must be a positive int (pixels), got {min_size!r}")
-    labels = felzenszwalb(image, scale=float(scale), sigma=float(sigma), min_size=int(min_size), channel_axis=-1)
+    labels = felzenszwalb(
+        image, scale=float(scale), sigma=float(sigma), min_size=int(min_size), channel_axis=-1
+    )
     _, labels = np.unique(labels, return_inverse=True)
     return labels.reshape(image.shape[:2]).astype(np.int64)
 
 
 def _check_labels(labels) -> np.ndarray:
-    if not isinstance(labels, np.ndarray) or labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be an integer array (H, W) of region ids 0..R-1, got "
-                         f"{getattr(labels, 'dtype', type(labels))} {getattr(labels, 'shape', '')}")
+    if (
+        not isinstance(labels, np.ndarray)
+        or labels.ndim != 2
+        or not np.issubdtype(labels.dtype, np.integer)
+    ):
+        raise ValueError(
+            f"labels must be an integer array (H, W) of region ids 0..R-1, got "
+            f"{getattr(labels, 'dtype', type(labels))} {getattr(labels, 'shape', '')}"
+        )
     if labels.size and labels.min() < 0:
         raise ValueError(f"region ids must be >= 0, got {labels.min()}")
     return labels
@@ -184,7 +215,9 @@ def region_boxes(labels: np.ndarray) -> np.ndarray:
     boxes = np.zeros((len(slices), 4), dtype=np.float64)
     for index, found in enumerate(slices):
         if found is None:
-            raise ValueError(f"region id {index} has no pixel: labels must be numbered 0..R-1 without gaps")
+            raise ValueError(
+                f"region id {index} has no pixel: labels must be numbered 0..R-1 without gaps"
+            )
         rows, cols = found
         boxes[index] = (cols.start, rows.start, cols.stop, rows.stop)
     return boxes
@@ -211,7 +244,9 @@ def color_bins(image: np.ndarray, bins: int = COLOR_BINS) -> np.ndarray:
     ``image`` (H, W, C) in [0, 1]; channel value v falls in bin ``min(floor(v * bins), bins - 1)``.
     """
     if not isinstance(image, np.ndarray) or image.ndim != 3:
-        raise ValueError(f"image must be an array (H, W, C) in [0, 1], got {getattr(image, 'shape', type(image))}")
+        raise ValueError(
+            f"image must be an array (H, W, C) in [0, 1], got {getattr(image, 'shape', type(image))}"
+        )
     return np.minimum((np.clip(image, 0.0, 1.0) * bins).astype(np.int64), bins - 1)
 
 
@@ -223,7 +258,9 @@ def gaussian_derivatives(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     part is kept (theta and theta + 180 degrees are the two signs of one derivative).
     """
     if not isinstance(image, np.ndarray) or image.ndim != 3:
-        raise ValueError(f"image must be an array (H, W, C), got {getattr(image, 'shape', type(image))}")
+        raise ValueError(
+            f"image must be an array (H, W, C), got {getattr(image, 'shape', type(image))}"
+        )
     out = np.empty(image.shape + (TEXTURE_ORIENTATIONS,), dtype=np.float32)
     half = TEXTURE_ORIENTATIONS // 2
     angles = np.arange(half) * np.pi / half
@@ -251,8 +288,9 @@ def texture_bins(image: np.ndarray, bins: int = TEXTURE_BINS, sigma: float = 1.0
     return np.minimum(responses.astype(np.int64), bins - 1)
 
 
-def region_histograms(labels: np.ndarray, pixel_bins: np.ndarray, bins: int,
-                      num_regions: int | None = None) -> np.ndarray:
+def region_histograms(
+    labels: np.ndarray, pixel_bins: np.ndarray, bins: int, num_regions: int | None = None
+) -> np.ndarray:
     """L1-normalised histograms of all regions at once: float64 (R, D * bins).
 
     ``pixel_bins`` (H, W, D) holds each pixel's bin (0..bins-1) in each of D descriptors
@@ -261,7 +299,9 @@ def region_histograms(labels: np.ndarray, pixel_bins: np.ndarray, bins: int,
     """
     labels = _check_labels(labels)
     if pixel_bins.shape[:2] != labels.shape:
-        raise ValueError(f"pixel_bins must be (H, W, D) with (H, W) = labels.shape {labels.shape}, got {pixel_bins.shape}")
+        raise ValueError(
+            f"pixel_bins must be (H, W, D) with (H, W) = labels.shape {labels.shape}, got {pixel_bins.shape}"
+        )
     num_regions = int(labels.max()) + 1 if num_regions is None else num_regions
     depth = pixel_bins.shape[-1]
     offsets = np.arange(depth, dtype=np.int64) * bins
@@ -308,7 +348,9 @@ def union_box(box_a: np.ndarray, box_b: np.ndarray) -> np.ndarray:
     return out
 
 
-def fill_similarity(box_a: np.ndarray, box_b: np.ndarray, size_a, size_b, image_size: float) -> np.ndarray:
+def fill_similarity(
+    box_a: np.ndarray, box_b: np.ndarray, size_a, size_b, image_size: float
+) -> np.ndarray:
     """``1 - (size(BB_ab) - size_a - size_b) / size(im)`` (IJCV eq. 5).
 
     ``BB_ab`` is the tight box around both regions (their union box); boxes (..., 4) xyxy with
@@ -323,8 +365,10 @@ def fill_similarity(box_a: np.ndarray, box_b: np.ndarray, size_a, size_b, image_
 def similarity_weights(measures: str) -> np.ndarray:
     """0/1 weights (colour, texture, size, fill) of a similarity string such as "CTSF" or "TSF"."""
     if not isinstance(measures, str) or not measures or set(measures) - set(SIMILARITY_LETTERS):
-        raise ValueError(f"similarity must be a non-empty string of the letters {SIMILARITY_LETTERS!r} "
-                         f"(colour, texture, size, fill), e.g. 'CTSF' or 'TSF'; got {measures!r}")
+        raise ValueError(
+            f"similarity must be a non-empty string of the letters {SIMILARITY_LETTERS!r} "
+            f"(colour, texture, size, fill), e.g. 'CTSF' or 'TSF'; got {measures!r}"
+        )
     return np.array([float(letter in measures) for letter in SIMILARITY_LETTERS])
 
 
@@ -356,24 +400,33 @@ class RegionGraph:
     @property
     def color(self) -> np.ndarray:
         """Colour histograms (2R-1, C*25), a view: writing ``graph.color[t] = h`` stores h."""
-        return self.histograms[:, :self.color_dims]
+        return self.histograms[:, : self.color_dims]
 
     @property
     def texture(self) -> np.ndarray:
         """Texture histograms (2R-1, C*80), a view: writing ``graph.texture[t] = h`` stores h."""
-        return self.histograms[:, self.color_dims:]
+        return self.histograms[:, self.color_dims :]
 
     @classmethod
-    def from_initial(cls, sizes: np.ndarray, boxes: np.ndarray, color: np.ndarray, texture: np.ndarray,
-                     adjacency: np.ndarray, image_size: float) -> RegionGraph:
+    def from_initial(
+        cls,
+        sizes: np.ndarray,
+        boxes: np.ndarray,
+        color: np.ndarray,
+        texture: np.ndarray,
+        adjacency: np.ndarray,
+        image_size: float,
+    ) -> RegionGraph:
         """Allocate room for 2R - 1 regions and fill the R initial ones.
 
         sizes (R,), boxes (R, 4), color (R, Dc), texture (R, Dt), adjacency (E, 2) pairs of ids.
         """
         num = len(sizes)
         if not (len(boxes) == len(color) == len(texture) == num) or num == 0:
-            raise ValueError(f"sizes, boxes, color and texture must describe the same R >= 1 regions, got "
-                             f"{len(sizes)}, {len(boxes)}, {len(color)}, {len(texture)}")
+            raise ValueError(
+                f"sizes, boxes, color and texture must describe the same R >= 1 regions, got "
+                f"{len(sizes)}, {len(boxes)}, {len(color)}, {len(texture)}"
+            )
         capacity = 2 * num - 1
 
         def room(values: np.ndarray) -> np.ndarray:
@@ -386,13 +439,30 @@ class RegionGraph:
         for i, j in np.asarray(adjacency, dtype=np.int64).reshape(-1, 2).tolist():
             neighbours[i].add(j)
             neighbours[j].add(i)
-        histograms = room(np.concatenate([np.asarray(color, np.float64), np.asarray(texture, np.float64)], axis=1))
-        return cls(room(sizes), room(boxes), histograms, int(np.shape(color)[1]), neighbours, float(image_size), num)
+        histograms = room(
+            np.concatenate([np.asarray(color, np.float64), np.asarray(texture, np.float64)], axis=1)
+        )
+        return cls(
+            room(sizes),
+            room(boxes),
+            histograms,
+            int(np.shape(color)[1]),
+            neighbours,
+            float(image_size),
+            num,
+        )
 
     def copy(self) -> RegionGraph:
         """A deep copy (arrays and neighbour sets)."""
-        return RegionGraph(self.size.copy(), self.box.copy(), self.histograms.copy(), self.color_dims,
-                           {key: set(value) for key, value in self.neighbours.items()}, self.image_size, self.count)
+        return RegionGraph(
+            self.size.copy(),
+            self.box.copy(),
+            self.histograms.copy(),
+            self.color_dims,
+            {key: set(value) for key, value in self.neighbours.items()},
+            self.image_size,
+            self.count,
+        )
 
 
 def merge_regions(graph: RegionGraph, i: int, j: int) -> int:
@@ -452,22 +522,30 @@ REGION_KEYS: tuple[str, ...] = ("id", "size", "box", "color", "texture", "neighb
 def region_dict(graph: RegionGraph, index: int) -> dict:
     """Region ``index`` of ``graph`` as a dict: id (int), size (float64 scalar tensor), box (4,),
     color (C*25,), texture (C*80,) float64 tensors, neighbours (frozenset of ids)."""
-    return {"id": int(index), "size": torch.tensor(graph.size[index], dtype=torch.float64),
-            "box": torch.from_numpy(graph.box[index].copy()), "color": torch.from_numpy(graph.color[index].copy()),
-            "texture": torch.from_numpy(graph.texture[index].copy()),
-            "neighbours": frozenset(graph.neighbours.get(index, ()))}
+    return {
+        "id": int(index),
+        "size": torch.tensor(graph.size[index], dtype=torch.float64),
+        "box": torch.from_numpy(graph.box[index].copy()),
+        "color": torch.from_numpy(graph.color[index].copy()),
+        "texture": torch.from_numpy(graph.texture[index].copy()),
+        "neighbours": frozenset(graph.neighbours.get(index, ())),
+    }
 
 
 def region_color_histogram(pixels: torch.Tensor) -> torch.Tensor:
     """:func:`color_histogram` for a tensor (N, C) in [0, 1]: (C * 25,) with the pixels' float dtype, sums to 1."""
     if not isinstance(pixels, torch.Tensor) or pixels.ndim != 2 or pixels.shape[0] == 0:
-        raise ValueError(f"pixels must be a tensor (N, C) with N >= 1, got {getattr(pixels, 'shape', type(pixels))}")
+        raise ValueError(
+            f"pixels must be a tensor (N, C) with N >= 1, got {getattr(pixels, 'shape', type(pixels))}"
+        )
     dtype = pixels.dtype if pixels.is_floating_point() else torch.float32
     histogram = color_histogram(pixels.detach().cpu().double().numpy())
     return torch.from_numpy(histogram).to(dtype=dtype, device=pixels.device)
 
 
-def region_similarities(region_a: dict, region_b: dict, image_shape: tuple[int, int]) -> torch.Tensor:
+def region_similarities(
+    region_a: dict, region_b: dict, image_shape: tuple[int, int]
+) -> torch.Tensor:
     """The four similarities of two regions (IJCV eqs. 1-5): tensor (4,) = colour, texture, size, fill.
 
     Regions are dicts as :func:`region_dict` gives (size, box xyxy, color and texture
@@ -479,11 +557,18 @@ def region_similarities(region_a: dict, region_b: dict, image_shape: tuple[int, 
     def arr(region: dict, key: str) -> np.ndarray:
         return torch.as_tensor(region[key]).detach().cpu().double().numpy()
 
-    values = [histogram_intersection(arr(region_a, "color"), arr(region_b, "color")),
-              histogram_intersection(arr(region_a, "texture"), arr(region_b, "texture")),
-              size_similarity(arr(region_a, "size"), arr(region_b, "size"), image_size),
-              fill_similarity(arr(region_a, "box"), arr(region_b, "box"), arr(region_a, "size"),
-                              arr(region_b, "size"), image_size)]
+    values = [
+        histogram_intersection(arr(region_a, "color"), arr(region_b, "color")),
+        histogram_intersection(arr(region_a, "texture"), arr(region_b, "texture")),
+        size_similarity(arr(region_a, "size"), arr(region_b, "size"), image_size),
+        fill_similarity(
+            arr(region_a, "box"),
+            arr(region_b, "box"),
+            arr(region_a, "size"),
+            arr(region_b, "size"),
+            image_size,
+        ),
+    ]
     dtype = ref.dtype if ref.is_floating_point() else torch.float32
     return torch.tensor([float(v) for v in values], dtype=dtype, device=ref.device)
 
@@ -499,12 +584,18 @@ def merge_region_dicts(region_a: dict, region_b: dict, new_id: int) -> dict:
     return {
         "id": int(new_id),
         "size": total,
-        "box": torch.cat([torch.minimum(region_a["box"][:2], region_b["box"][:2]),
-                          torch.maximum(region_a["box"][2:], region_b["box"][2:])]),
+        "box": torch.cat(
+            [
+                torch.minimum(region_a["box"][:2], region_b["box"][:2]),
+                torch.maximum(region_a["box"][2:], region_b["box"][2:]),
+            ]
+        ),
         "color": (size_a * region_a["color"] + size_b * region_b["color"]) / total,
         "texture": (size_a * region_a["texture"] + size_b * region_b["texture"]) / total,
-        "neighbours": frozenset((set(region_a["neighbours"]) | set(region_b["neighbours"]))
-                                - {region_a["id"], region_b["id"]}),
+        "neighbours": frozenset(
+            (set(region_a["neighbours"]) | set(region_b["neighbours"]))
+            - {region_a["id"], region_b["id"]}
+        ),
     }
 
 
@@ -515,6 +606,7 @@ def merge_fn_from_dicts(merge_dicts) -> callable:
     The returned dict's size, box, histograms and neighbours are written to row ``t``; every
     region in its neighbours then touches ``t`` instead of ``i`` and ``j``.
     """
+
     def merge_fn(graph: RegionGraph, i: int, j: int) -> int:
         t = graph.count
         merged = merge_dicts(region_dict(graph, i), region_dict(graph, j), t)
@@ -591,8 +683,9 @@ class Hierarchy:
         return torch.from_numpy(self.boxes.astype(np.float32))
 
 
-def hierarchical_grouping(graph: RegionGraph, measures: str = "CTSF", merge_fn=merge_regions,
-                          max_steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def hierarchical_grouping(
+    graph: RegionGraph, measures: str = "CTSF", merge_fn=merge_regions, max_steps: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Greedy grouping (IJCV Algorithm 1) on ``graph``, in place.
 
     Computes the similarity of every touching pair, then repeatedly merges the most similar
@@ -605,7 +698,7 @@ def hierarchical_grouping(graph: RegionGraph, measures: str = "CTSF", merge_fn=m
     """
     weights = similarity_weights(measures)
     alive = np.zeros(len(graph.size), dtype=bool)
-    alive[:graph.count] = True
+    alive[: graph.count] = True
     pairs = sorted((i, j) for i, touching in graph.neighbours.items() for j in touching if i < j)
     first = np.array([i for i, _ in pairs], dtype=np.int64)
     second = np.array([j for _, j in pairs], dtype=np.int64)
@@ -620,7 +713,9 @@ def hierarchical_grouping(graph: RegionGraph, measures: str = "CTSF", merge_fn=m
             continue
         t = merge_fn(graph, i, j)
         if t >= len(alive):
-            raise ValueError(f"merge_fn returned region id {t}, but the graph has room for {len(alive)} regions")
+            raise ValueError(
+                f"merge_fn returned region id {t}, but the graph has room for {len(alive)} regions"
+            )
         alive[i] = alive[j] = False
         alive[t] = True
         merges.append((i, j, t))
@@ -628,7 +723,9 @@ def hierarchical_grouping(graph: RegionGraph, measures: str = "CTSF", merge_fn=m
         others = sorted(graph.neighbours.get(t, ()))
         if others:
             others = np.array(others)
-            for value, other in zip(pair_similarity(graph, t, others, weights).tolist(), others.tolist()):
+            for value, other in zip(
+                pair_similarity(graph, t, others, weights).tolist(), others.tolist()
+            ):
                 heapq.heappush(heap, (-value, other, t) if other < t else (-value, t, other))
     return np.array(merges, dtype=np.int64).reshape(-1, 3), np.array(values, dtype=np.float64)
 
@@ -658,8 +755,12 @@ class Strategy:
         return f"{self.color_space} k={self.scale:g} {self.measures}"
 
 
-def strategies(mode: str = "fast", scales: tuple[float, ...] | None = None, min_size: int = DEFAULT_MIN_SIZE,
-               sigma: float = DEFAULT_SIGMA) -> tuple[Strategy, ...]:
+def strategies(
+    mode: str = "fast",
+    scales: tuple[float, ...] | None = None,
+    min_size: int = DEFAULT_MIN_SIZE,
+    sigma: float = DEFAULT_SIGMA,
+) -> tuple[Strategy, ...]:
     """The diversification strategies of a mode (IJCV 4.1).
 
     * "single": HSV, k = scales[1], C+T+S+F (1 hierarchy, the paper's best single strategy);
@@ -680,11 +781,22 @@ def strategies(mode: str = "fast", scales: tuple[float, ...] | None = None, min_
     if mode == "fast":
         spaces, ks, measures = ("hsv", "lab"), scales[:2], ("CTSF", "TSF")
     else:
-        spaces, ks, measures = ("hsv", "lab", "rgi", "h", "i"), scales[:4], ("CTSF", "TSF", "F", "S")
-    return tuple(Strategy(space, k, measure, sigma, min_size) for space in spaces for k in ks for measure in measures)
+        spaces, ks, measures = (
+            ("hsv", "lab", "rgi", "h", "i"),
+            scales[:4],
+            ("CTSF", "TSF", "F", "S"),
+        )
+    return tuple(
+        Strategy(space, k, measure, sigma, min_size)
+        for space in spaces
+        for k in ks
+        for measure in measures
+    )
 
 
-def region_graph(image: np.ndarray, strategy: Strategy, _cache: dict | None = None) -> tuple[RegionGraph, np.ndarray]:
+def region_graph(
+    image: np.ndarray, strategy: Strategy, _cache: dict | None = None
+) -> tuple[RegionGraph, np.ndarray]:
     """Initial regions of ``image`` (H, W, 3) RGB in [0, 1] and their graph, for one strategy.
 
     Returns a fresh :class:`RegionGraph` and the initial labels (H, W). ``_cache`` (a dict kept
@@ -702,17 +814,21 @@ def region_graph(image: np.ndarray, strategy: Strategy, _cache: dict | None = No
         labels = initial_regions(converted, strategy.scale, strategy.sigma, strategy.min_size)
         count = int(labels.max()) + 1
         graph = RegionGraph.from_initial(
-            region_sizes(labels), region_boxes(labels),
+            region_sizes(labels),
+            region_boxes(labels),
             region_histograms(labels, colour, COLOR_BINS, count),
             region_histograms(labels, texture, TEXTURE_BINS, count),
-            region_adjacency(labels), labels.size)
+            region_adjacency(labels),
+            labels.size,
+        )
         cache[segment_key] = (graph, labels)
     graph, labels = cache[segment_key]
     return graph.copy(), labels
 
 
-def build_hierarchy(image, strategy: Strategy = Strategy(), merge_fn=merge_regions,
-                    _cache: dict | None = None) -> Hierarchy:
+def build_hierarchy(
+    image, strategy: Strategy = Strategy(), merge_fn=merge_regions, _cache: dict | None = None
+) -> Hierarchy:
     """Run one strategy on an image (any format :func:`as_hwc_float` accepts): the whole hierarchy.
 
     ``merge_fn(graph, i, j) -> t`` replaces :func:`merge_regions` (to test your own).
@@ -722,14 +838,22 @@ def build_hierarchy(image, strategy: Strategy = Strategy(), merge_fn=merge_regio
     array = image if _cache is not None else as_hwc_float(image)
     graph, labels = region_graph(array, strategy, _cache)
     merges, values = hierarchical_grouping(graph, strategy.measures, merge_fn)
-    return Hierarchy(labels, graph.box[:graph.count].astype(np.float32), graph.size[:graph.count].copy(),
-                     merges, values, strategy)
+    return Hierarchy(
+        labels,
+        graph.box[: graph.count].astype(np.float32),
+        graph.size[: graph.count].copy(),
+        merges,
+        values,
+        strategy,
+    )
 
 
 # --------------------------------------------------------------------------- ranking and the whole pipeline
 
 
-def rank_proposals(hierarchy_boxes: list[np.ndarray], seed: int = 0, randomize: bool = True) -> np.ndarray:
+def rank_proposals(
+    hierarchy_boxes: list[np.ndarray], seed: int = 0, randomize: bool = True
+) -> np.ndarray:
     """Combine the boxes of several hierarchies into one ranked list without duplicates (IJCV 4.2).
 
     ``hierarchy_boxes``: for each hierarchy, its boxes (n_h, 4) in creation order (the last one
@@ -751,21 +875,33 @@ def rank_proposals(hierarchy_boxes: list[np.ndarray], seed: int = 0, randomize: 
     return stacked[np.sort(first)]
 
 
-def selective_search(image, mode: str = "fast", strategy_list: tuple[Strategy, ...] | None = None,
-                     max_proposals: int | None = None, seed: int = 0, scales: tuple[float, ...] | None = None,
-                     min_size: int = DEFAULT_MIN_SIZE, sigma: float = DEFAULT_SIGMA,
-                     randomize: bool = True) -> torch.Tensor:
+def selective_search(
+    image,
+    mode: str = "fast",
+    strategy_list: tuple[Strategy, ...] | None = None,
+    max_proposals: int | None = None,
+    seed: int = 0,
+    scales: tuple[float, ...] | None = None,
+    min_size: int = DEFAULT_MIN_SIZE,
+    sigma: float = DEFAULT_SIGMA,
+    randomize: bool = True,
+) -> torch.Tensor:
     """Selective Search box proposals for one image, best ranked first: float32 (P, 4) xyxy pixels.
 
     ``image``: float tensor (3, H, W) in [0, 1] or uint8/float array (H, W, 3). ``mode`` picks
     the strategies (:func:`strategies`) unless ``strategy_list`` is given; ``seed`` drives the
     pseudo-random ranking (:func:`rank_proposals`); ``max_proposals`` keeps the first ones.
     """
-    if max_proposals is not None and (isinstance(max_proposals, bool) or not isinstance(max_proposals, (int, np.integer))
-                                      or max_proposals < 0):
+    if max_proposals is not None and (
+        isinstance(max_proposals, bool)
+        or not isinstance(max_proposals, (int, np.integer))
+        or max_proposals < 0
+    ):
         raise ValueError(f"max_proposals must be a non-negative int or None, got {max_proposals!r}")
     array = as_hwc_float(image)
-    chosen = strategies(mode, scales, min_size, sigma) if strategy_list is None else tuple(strategy_list)
+    chosen = (
+        strategies(mode, scales, min_size, sigma) if strategy_list is None else tuple(strategy_list)
+    )
     if not chosen:
         raise ValueError("strategy_list must hold at least one Strategy")
     cache: dict = {}
@@ -790,23 +926,36 @@ def opencv_status() -> tuple[bool, str]:
     try:
         import cv2
     except ImportError as error:
-        return False, f"OpenCV is not installed ({error}); pip install opencv-contrib-python-headless"
+        return (
+            False,
+            f"OpenCV is not installed ({error}); pip install opencv-contrib-python-headless",
+        )
     version = getattr(cv2, "__version__", "?")
     segmentation = getattr(getattr(cv2, "ximgproc", None), "segmentation", None)
     if segmentation is not None and hasattr(segmentation, "createSelectiveSearchSegmentation"):
         return True, f"OpenCV {version} with ximgproc"
     try:
         from importlib import metadata
-        installed = sorted(f"{dist.metadata['Name']} {dist.version}" for dist in metadata.distributions()
-                           if (dist.metadata["Name"] or "").lower().startswith("opencv"))
+
+        installed = sorted(
+            f"{dist.metadata['Name']} {dist.version}"
+            for dist in metadata.distributions()
+            if (dist.metadata["Name"] or "").lower().startswith("opencv")
+        )
     except Exception:  # pragma: no cover - metadata is best effort
         installed = []
-    return False, (f"cv2 {version} imports but has no ximgproc (the contrib modules). Installed OpenCV "
-                   f"packages: {', '.join(installed) or 'unknown'}. When several are installed, the one without "
-                   "contrib hides the other: keep only opencv-contrib-python(-headless), same version")
+    return False, (
+        f"cv2 {version} imports but has no ximgproc (the contrib modules). Installed OpenCV "
+        f"packages: {', '.join(installed) or 'unknown'}. When several are installed, the one without "
+        "contrib hides the other: keep only opencv-contrib-python(-headless), same version"
+    )
 
 
-_OPENCV_MEASURES = {"single": ("CTSF",), "fast": ("CTSF", "TSF"), "quality": ("CTSF", "TSF", "F", "S")}
+_OPENCV_MEASURES = {
+    "single": ("CTSF",),
+    "fast": ("CTSF", "TSF"),
+    "quality": ("CTSF", "TSF", "F", "S"),
+}
 
 
 def _opencv_images(bgr: np.ndarray, mode: str) -> list[np.ndarray]:
@@ -819,7 +968,11 @@ def _opencv_images(bgr: np.ndarray, mode: str) -> list[np.ndarray]:
         images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2Lab))
     if mode == "quality":
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-        images += [gray, np.ascontiguousarray(hsv[..., 0]), np.ascontiguousarray(np.dstack([bgr[..., 2], bgr[..., 1], gray]))]
+        images += [
+            gray,
+            np.ascontiguousarray(hsv[..., 0]),
+            np.ascontiguousarray(np.dstack([bgr[..., 2], bgr[..., 1], gray])),
+        ]
     return images
 
 
@@ -827,15 +980,28 @@ def _opencv_strategy(measures: str):
     import cv2
 
     seg = cv2.ximgproc.segmentation
-    make = {"C": seg.createSelectiveSearchSegmentationStrategyColor, "T": seg.createSelectiveSearchSegmentationStrategyTexture,
-            "S": seg.createSelectiveSearchSegmentationStrategySize, "F": seg.createSelectiveSearchSegmentationStrategyFill}
+    make = {
+        "C": seg.createSelectiveSearchSegmentationStrategyColor,
+        "T": seg.createSelectiveSearchSegmentationStrategyTexture,
+        "S": seg.createSelectiveSearchSegmentationStrategySize,
+        "F": seg.createSelectiveSearchSegmentationStrategyFill,
+    }
     parts = [make[letter]() for letter in measures]
-    return parts[0] if len(parts) == 1 else seg.createSelectiveSearchSegmentationStrategyMultiple(*parts)
+    return (
+        parts[0]
+        if len(parts) == 1
+        else seg.createSelectiveSearchSegmentationStrategyMultiple(*parts)
+    )
 
 
-def opencv_selective_search(image, mode: str = "fast", scales: tuple[float, ...] | None = None,
-                            sigma: float | None = None, min_size: int | None = None,
-                            max_proposals: int | None = None) -> torch.Tensor:
+def opencv_selective_search(
+    image,
+    mode: str = "fast",
+    scales: tuple[float, ...] | None = None,
+    sigma: float | None = None,
+    min_size: int | None = None,
+    max_proposals: int | None = None,
+) -> torch.Tensor:
     """OpenCV's Selective Search on one image: float32 (P, 4) xyxy pixels (x2/y2 exclusive), OpenCV's order.
 
     With ``scales``, ``sigma`` and ``min_size`` all None, OpenCV's own set-up for ``mode``
@@ -859,8 +1025,11 @@ def opencv_selective_search(image, mode: str = "fast", scales: tuple[float, ...]
     search = seg.createSelectiveSearchSegmentation()
     if scales is None and sigma is None and min_size is None:
         search.setBaseImage(bgr)
-        {"single": search.switchToSingleStrategy, "fast": search.switchToSelectiveSearchFast,
-         "quality": search.switchToSelectiveSearchQuality}[mode]()
+        {
+            "single": search.switchToSingleStrategy,
+            "fast": search.switchToSelectiveSearchFast,
+            "quality": search.switchToSelectiveSearchQuality,
+        }[mode]()
     else:
         ks = sorted({s.scale for s in strategies(mode)}) if scales is None else list(scales)
         sigma = 0.5 if sigma is None else float(sigma)

@@ -30,8 +30,8 @@ from torch.utils.data import Dataset
 from torchvision.ops import batched_nms, box_iou, roi_align
 from torchvision.transforms.v2 import functional as TF
 
-from course_utils.detection.classifiers import predict_proba
 from course_utils.core.validate import check_boxes, check_image
+from course_utils.detection.classifiers import predict_proba
 
 __all__ = [
     "DEFAULT_WINDOWS",
@@ -74,14 +74,22 @@ def _positive_int(value, name: str) -> int:
 
 
 def _positive_number(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not value > 0
+        or not math.isfinite(value)
+    ):
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     return float(value)
 
 
 def _image_size(image_size) -> tuple[int, int]:
-    if (not isinstance(image_size, (tuple, list, torch.Size)) or len(image_size) != 2
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in image_size)):
+    if (
+        not isinstance(image_size, (tuple, list, torch.Size))
+        or len(image_size) != 2
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in image_size)
+    ):
         raise ValueError(f"image_size must be (H, W) positive ints, got {image_size!r}")
     return int(image_size[0]), int(image_size[1])
 
@@ -99,26 +107,37 @@ def _starts(length: int, window: float, stride: float, padding: float) -> torch.
     """Window starts along one axis: evenly spaced by ``stride``, centred, within [-padding, length+padding]."""
     span = length + 2 * padding - window
     if span < -1e-6:
-        raise ValueError(f"a window of {window:g} px does not fit in {length} px (+{padding:g} px padding per side)")
+        raise ValueError(
+            f"a window of {window:g} px does not fit in {length} px (+{padding:g} px padding per side)"
+        )
     count = int(math.floor(max(span, 0.0) / stride + 1e-6)) + 1
     offset = (span - (count - 1) * stride) / 2
     return -padding + offset + stride * torch.arange(count, dtype=torch.float32)
 
 
-def grid_shape(image_size: tuple[int, int], window: float, stride: float, padding: float = 0.0) -> tuple[int, int]:
+def grid_shape(
+    image_size: tuple[int, int], window: float, stride: float, padding: float = 0.0
+) -> tuple[int, int]:
     """``(rows, cols)`` of the window grid of :func:`window_grid`."""
     height, width = _image_size(image_size)
     window, stride = _positive_number(window, "window"), _positive_number(stride, "stride")
-    return (len(_starts(height, window, stride, padding)), len(_starts(width, window, stride, padding)))
+    return (
+        len(_starts(height, window, stride, padding)),
+        len(_starts(width, window, stride, padding)),
+    )
 
 
-def count_windows(image_size: tuple[int, int], window: float, stride: float, padding: float = 0.0) -> int:
+def count_windows(
+    image_size: tuple[int, int], window: float, stride: float, padding: float = 0.0
+) -> int:
     """How many windows :func:`window_grid` makes: ``rows * cols``, about ``(H / stride) * (W / stride)``."""
     rows, cols = grid_shape(image_size, window, stride, padding)
     return rows * cols
 
 
-def window_grid(image_size: tuple[int, int], window: float, stride: float, padding: float = 0.0) -> torch.Tensor:
+def window_grid(
+    image_size: tuple[int, int], window: float, stride: float, padding: float = 0.0
+) -> torch.Tensor:
     """Every square ``window`` x ``window`` box on a grid with step ``stride``, row by row.
 
     Args:
@@ -143,8 +162,12 @@ def window_grid(image_size: tuple[int, int], window: float, stride: float, paddi
     return torch.stack([x1, y1, x1 + window, y1 + window], dim=1)
 
 
-def multiscale_windows(image_size: tuple[int, int], windows: Sequence[float], strides: Sequence[float],
-                       context: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def multiscale_windows(
+    image_size: tuple[int, int],
+    windows: Sequence[float],
+    strides: Sequence[float],
+    context: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The windows of several sizes, each with its own stride, concatenated.
 
     ``context`` is the crop classifier's context (``CropDataset.context``): its crops are an object box
@@ -155,8 +178,10 @@ def multiscale_windows(image_size: tuple[int, int], windows: Sequence[float], st
         ``(boxes float32 (N, 4), scale int64 (N,))``: ``scale[i]`` is the index into ``windows`` of box i.
     """
     if len(windows) != len(strides) or len(windows) == 0:
-        raise ValueError(f"windows and strides must be non-empty and of the same length, got {len(windows)} "
-                         f"and {len(strides)}")
+        raise ValueError(
+            f"windows and strides must be non-empty and of the same length, got {len(windows)} "
+            f"and {len(strides)}"
+        )
     context = _fraction(context, "context", 0.0, 2.0)
     boxes, scales = [], []
     for index, (window, stride) in enumerate(zip(windows, strides)):
@@ -189,8 +214,14 @@ def crop_windows(image: torch.Tensor, boxes: torch.Tensor, output_size: int) -> 
     _positive_int(output_size, "output_size")
     if boxes.shape[0] == 0:
         return image.new_zeros((0, image.shape[0], output_size, output_size))
-    return roi_align(image[None], [boxes.to(image)], output_size=output_size, spatial_scale=1.0,
-                     sampling_ratio=-1, aligned=True)
+    return roi_align(
+        image[None],
+        [boxes.to(image)],
+        output_size=output_size,
+        spatial_scale=1.0,
+        sampling_ratio=-1,
+        aligned=True,
+    )
 
 
 def unfold_windows(image: torch.Tensor, window: int, stride: int) -> torch.Tensor:
@@ -209,15 +240,22 @@ def unfold_windows(image: torch.Tensor, window: int, stride: int) -> torch.Tenso
     channels, height, width = image.shape
     if window > height or window > width:
         raise ValueError(f"window {window} is larger than the {height}x{width} image")
-    patches = F.unfold(image[None], kernel_size=window, stride=stride)  # (1, C * window * window, L)
+    patches = F.unfold(
+        image[None], kernel_size=window, stride=stride
+    )  # (1, C * window * window, L)
     return patches[0].T.reshape(-1, channels, window, window)
 
 
 # --------------------------------------------------------------------------- classifying them
 
 
-def classify_windows(model: nn.Module, image: torch.Tensor, boxes: torch.Tensor, crop_size: int | None = None,
-                     batch_size: int = 2048) -> torch.Tensor:
+def classify_windows(
+    model: nn.Module,
+    image: torch.Tensor,
+    boxes: torch.Tensor,
+    crop_size: int | None = None,
+    batch_size: int = 2048,
+) -> torch.Tensor:
     """The classifier's probabilities (N, num_classes) for every window (N, 4) of ``image``.
 
     Every window is cropped, resized to ``crop_size`` (default: ``model.crop_size``) and classified on its
@@ -229,8 +267,13 @@ def classify_windows(model: nn.Module, image: torch.Tensor, boxes: torch.Tensor,
     return predict_proba(model, crop_windows(image, boxes, crop_size), batch_size=batch_size)
 
 
-def score_map(probs: torch.Tensor, image_size: tuple[int, int], window: float, stride: float,
-              padding: float = 0.0) -> torch.Tensor:
+def score_map(
+    probs: torch.Tensor,
+    image_size: tuple[int, int],
+    window: float,
+    stride: float,
+    padding: float = 0.0,
+) -> torch.Tensor:
     """One scale's window probabilities (rows * cols, K) as a picture (K, rows, cols).
 
     ``probs`` must be in :func:`window_grid`'s order for the same ``image_size``, ``window``, ``stride`` and
@@ -238,8 +281,10 @@ def score_map(probs: torch.Tensor, image_size: tuple[int, int], window: float, s
     """
     rows, cols = grid_shape(image_size, window, stride, padding)
     if not isinstance(probs, torch.Tensor) or probs.ndim != 2 or probs.shape[0] != rows * cols:
-        raise ValueError(f"probs must have shape ({rows * cols}, K) for a {rows}x{cols} grid, got "
-                         + (f"{tuple(probs.shape)}" if isinstance(probs, torch.Tensor) else type(probs).__name__))
+        raise ValueError(
+            f"probs must have shape ({rows * cols}, K) for a {rows}x{cols} grid, got "
+            + (f"{tuple(probs.shape)}" if isinstance(probs, torch.Tensor) else type(probs).__name__)
+        )
     return probs.T.reshape(-1, rows, cols)
 
 
@@ -259,9 +304,16 @@ def shrink_boxes(boxes: torch.Tensor, context: float) -> torch.Tensor:
     return torch.cat([centers - half, centers + half], dim=1)
 
 
-def windows_to_detections(boxes: torch.Tensor, probs: torch.Tensor, *, score_threshold: float = 0.05,
-                          iou_threshold: float = 0.3, context: float = 0.0, max_detections: int = 100,
-                          image_size: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+def windows_to_detections(
+    boxes: torch.Tensor,
+    probs: torch.Tensor,
+    *,
+    score_threshold: float = 0.05,
+    iou_threshold: float = 0.3,
+    context: float = 0.0,
+    max_detections: int = 100,
+    image_size: tuple[int, int] | None = None,
+) -> dict[str, torch.Tensor]:
     """Turn classified windows into detections: every (window, class) pair above the threshold, then NMS.
 
     Args:
@@ -279,22 +331,42 @@ def windows_to_detections(boxes: torch.Tensor, probs: torch.Tensor, *, score_thr
         decreasing score.
     """
     check_boxes(boxes)
-    if not isinstance(probs, torch.Tensor) or probs.ndim != 2 or probs.shape[0] != boxes.shape[0] or probs.shape[1] < 2:
-        raise ValueError(f"probs must have shape ({boxes.shape[0]}, K) with K >= 2 (column 0 = background), got "
-                         + (f"{tuple(probs.shape)}" if isinstance(probs, torch.Tensor) else type(probs).__name__))
+    if (
+        not isinstance(probs, torch.Tensor)
+        or probs.ndim != 2
+        or probs.shape[0] != boxes.shape[0]
+        or probs.shape[1] < 2
+    ):
+        raise ValueError(
+            f"probs must have shape ({boxes.shape[0]}, K) with K >= 2 (column 0 = background), got "
+            + (f"{tuple(probs.shape)}" if isinstance(probs, torch.Tensor) else type(probs).__name__)
+        )
     score_threshold = _fraction(score_threshold, "score_threshold")
     iou_threshold = _fraction(iou_threshold, "iou_threshold")
     _positive_int(max_detections, "max_detections")
     window_index, class_index = torch.nonzero(probs[:, 1:] > score_threshold, as_tuple=True)
     labels = class_index + 1
     scores = probs[window_index, labels]
-    candidates = shrink_boxes(boxes, context)[window_index] if len(window_index) else boxes.new_zeros((0, 4))
+    candidates = (
+        shrink_boxes(boxes, context)[window_index] if len(window_index) else boxes.new_zeros((0, 4))
+    )
     if image_size is not None:
         height, width = _image_size(image_size)
-        candidates = torch.stack([candidates[:, 0].clamp(0, width), candidates[:, 1].clamp(0, height),
-                                  candidates[:, 2].clamp(0, width), candidates[:, 3].clamp(0, height)], dim=1)
+        candidates = torch.stack(
+            [
+                candidates[:, 0].clamp(0, width),
+                candidates[:, 1].clamp(0, height),
+                candidates[:, 2].clamp(0, width),
+                candidates[:, 3].clamp(0, height),
+            ],
+            dim=1,
+        )
     keep = batched_nms(candidates.float(), scores.float(), labels, iou_threshold)[:max_detections]
-    return {"boxes": candidates[keep].float(), "scores": scores[keep].float(), "labels": labels[keep].long()}
+    return {
+        "boxes": candidates[keep].float(),
+        "scores": scores[keep].float(),
+        "labels": labels[keep].long(),
+    }
 
 
 class SlidingWindowDetector(nn.Module):
@@ -313,16 +385,30 @@ class SlidingWindowDetector(nn.Module):
         batch_size: crops per forward pass.
     """
 
-    def __init__(self, classifier: nn.Module, windows: Sequence[float], strides: Sequence[float], *,
-                 context: float = 0.25, score_threshold: float = 0.05, iou_threshold: float = 0.3,
-                 max_detections: int = 100, batch_size: int = 2048) -> None:
+    def __init__(
+        self,
+        classifier: nn.Module,
+        windows: Sequence[float],
+        strides: Sequence[float],
+        *,
+        context: float = 0.25,
+        score_threshold: float = 0.05,
+        iou_threshold: float = 0.3,
+        max_detections: int = 100,
+        batch_size: int = 2048,
+    ) -> None:
         super().__init__()
         if not hasattr(classifier, "crop_size"):
-            raise TypeError("classifier needs a crop_size attribute (the side of the crops it classifies)")
+            raise TypeError(
+                "classifier needs a crop_size attribute (the side of the crops it classifies)"
+            )
         if len(windows) != len(strides) or not windows:
             raise ValueError("windows and strides must be non-empty and of the same length")
         self.classifier = classifier
-        self.windows, self.strides = tuple(float(w) for w in windows), tuple(float(s) for s in strides)
+        self.windows, self.strides = (
+            tuple(float(w) for w in windows),
+            tuple(float(s) for s in strides),
+        )
         self.context = _fraction(context, "context", 0.0, 2.0)
         self.score_threshold = _fraction(score_threshold, "score_threshold")
         self.iou_threshold = _fraction(iou_threshold, "iou_threshold")
@@ -345,19 +431,30 @@ class SlidingWindowDetector(nn.Module):
 
     def forward(self, images: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         if isinstance(images, torch.Tensor) and images.ndim == 3:
-            raise TypeError("pass a list of images (or a (B, C, H, W) batch), not one image: detector([image])")
+            raise TypeError(
+                "pass a list of images (or a (B, C, H, W) batch), not one image: detector([image])"
+            )
         outputs = []
         for image in images:
             boxes, probs = self.window_scores(image)
-            outputs.append(windows_to_detections(
-                boxes.to(probs.device), probs, score_threshold=self.score_threshold,
-                iou_threshold=self.iou_threshold, context=self.context, max_detections=self.max_detections,
-                image_size=tuple(image.shape[-2:])))
+            outputs.append(
+                windows_to_detections(
+                    boxes.to(probs.device),
+                    probs,
+                    score_threshold=self.score_threshold,
+                    iou_threshold=self.iou_threshold,
+                    context=self.context,
+                    max_detections=self.max_detections,
+                    image_size=tuple(image.shape[-2:]),
+                )
+            )
         return outputs
 
     def extra_repr(self) -> str:
-        return (f"windows={self.windows}, strides={self.strides}, context={self.context}, "
-                f"score_threshold={self.score_threshold}, iou_threshold={self.iou_threshold}")
+        return (
+            f"windows={self.windows}, strides={self.strides}, context={self.context}, "
+            f"score_threshold={self.score_threshold}, iou_threshold={self.iou_threshold}"
+        )
 
 
 # --------------------------------------------------------------------------- image pyramid
@@ -377,8 +474,9 @@ def image_pyramid(image: torch.Tensor, scales: Sequence[float]) -> list[torch.Te
     return levels
 
 
-def pyramid_windows(image: torch.Tensor, window: int, stride: int,
-                    scales: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pyramid_windows(
+    image: torch.Tensor, window: int, stride: int, scales: Sequence[float]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Slide one fixed ``window`` over every level of an image pyramid.
 
     A ``window`` x ``window`` patch of the image resized by ``scale`` covers ``window / scale`` pixels of the
@@ -398,9 +496,14 @@ def pyramid_windows(image: torch.Tensor, window: int, stride: int,
         patches.append(unfold_windows(level, window, stride))
         rows = (height - window) // stride + 1
         cols = (width - window) // stride + 1
-        ys, xs = torch.meshgrid(torch.arange(rows) * stride, torch.arange(cols) * stride, indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.arange(rows) * stride, torch.arange(cols) * stride, indexing="ij"
+        )
         starts = torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1).float()
-        sx, sy = width / image.shape[-1], height / image.shape[-2]  # the level's exact scale per axis
+        sx, sy = (
+            width / image.shape[-1],
+            height / image.shape[-2],
+        )  # the level's exact scale per axis
         level_boxes = torch.cat([starts, starts + window], dim=1) / torch.tensor([sx, sy, sx, sy])
         boxes.append(level_boxes)
         levels.append(torch.full((len(level_boxes),), index, dtype=torch.int64))
@@ -427,8 +530,12 @@ def best_window_iou(gt_boxes: torch.Tensor, windows: torch.Tensor) -> torch.Tens
     return box_iou(gt_boxes.float(), windows.float()).max(dim=1).values
 
 
-def recall_at_iou(predictions: Sequence[Mapping], targets: Sequence[Mapping], iou_threshold: float = 0.5,
-                  score_threshold: float = 0.0) -> float:
+def recall_at_iou(
+    predictions: Sequence[Mapping],
+    targets: Sequence[Mapping],
+    iou_threshold: float = 0.5,
+    score_threshold: float = 0.0,
+) -> float:
     """Fraction of ground-truth objects found: a detection of the same label with IoU >= ``iou_threshold``
     and score >= ``score_threshold`` exists (no one-to-one matching; duplicates do not count against it).
 
@@ -436,8 +543,10 @@ def recall_at_iou(predictions: Sequence[Mapping], targets: Sequence[Mapping], io
     for predictions). Returns nan when there is no ground-truth object.
     """
     if len(predictions) != len(targets):
-        raise ValueError(f"predictions and targets must have one entry per image, got {len(predictions)} and "
-                         f"{len(targets)}")
+        raise ValueError(
+            f"predictions and targets must have one entry per image, got {len(predictions)} and "
+            f"{len(targets)}"
+        )
     _fraction(iou_threshold, "iou_threshold")
     found, total = 0, 0
     for prediction, target in zip(predictions, targets):
@@ -459,14 +568,18 @@ def recall_at_iou(predictions: Sequence[Mapping], targets: Sequence[Mapping], io
 # --------------------------------------------------------------------------- negatives from the grid
 
 
-def background_mask(gt_boxes: torch.Tensor, windows: torch.Tensor, context: float = 0.0,
-                    max_iou: float = 0.3) -> torch.Tensor:
+def background_mask(
+    gt_boxes: torch.Tensor, windows: torch.Tensor, context: float = 0.0, max_iou: float = 0.3
+) -> torch.Tensor:
     """bool (N,): the windows whose object box (:func:`shrink_boxes`) has IoU < ``max_iou`` with every
     ground-truth box (G, 4): the windows a detector must call background. G = 0 makes every window background."""
     check_boxes(gt_boxes, "gt_boxes")
     max_iou = _fraction(max_iou, "max_iou")
-    return best_window_iou(shrink_boxes(windows, context), gt_boxes.float()) < max_iou if len(gt_boxes) else \
-        torch.ones(len(windows), dtype=torch.bool, device=windows.device)
+    return (
+        best_window_iou(shrink_boxes(windows, context), gt_boxes.float()) < max_iou
+        if len(gt_boxes)
+        else torch.ones(len(windows), dtype=torch.bool, device=windows.device)
+    )
 
 
 class WindowCrops(Dataset):
@@ -479,8 +592,14 @@ class WindowCrops(Dataset):
         transforms: optional callable applied to each float crop (augmentation).
     """
 
-    def __init__(self, crops: torch.Tensor, labels: torch.Tensor, windows: torch.Tensor | None = None,
-                 image_indices: torch.Tensor | None = None, transforms=None) -> None:
+    def __init__(
+        self,
+        crops: torch.Tensor,
+        labels: torch.Tensor,
+        windows: torch.Tensor | None = None,
+        image_indices: torch.Tensor | None = None,
+        transforms=None,
+    ) -> None:
         if not isinstance(crops, torch.Tensor) or crops.ndim != 4:
             raise ValueError("crops must be a tensor (N, C, S, S)")
         if not isinstance(labels, torch.Tensor) or labels.shape != (crops.shape[0],):
@@ -500,9 +619,18 @@ class WindowCrops(Dataset):
         return crop, int(self.labels[index])
 
 
-def hard_background_crops(scenes, windows: Sequence[float], strides: Sequence[float], *, context: float = 0.25,
-                          per_image: int = 8, max_iou: float = 0.3, crop_size: int = 32, seed: int = 0,
-                          transforms=None) -> WindowCrops:
+def hard_background_crops(
+    scenes,
+    windows: Sequence[float],
+    strides: Sequence[float],
+    *,
+    context: float = 0.25,
+    per_image: int = 8,
+    max_iou: float = 0.3,
+    crop_size: int = 32,
+    seed: int = 0,
+    transforms=None,
+) -> WindowCrops:
     """Background crops taken from the sliding-window grid itself, ``per_image`` per scene.
 
     Among the grid's windows that are background (:func:`background_mask`), those that overlap an object
@@ -527,9 +655,14 @@ def hard_background_crops(scenes, windows: Sequence[float], strides: Sequence[fl
         gt_boxes = target["boxes"].as_subclass(torch.Tensor).float()
         grid, _ = multiscale_windows(tuple(image.shape[-2:]), windows, strides, context)
         background = background_mask(gt_boxes, grid, context, max_iou)
-        touching = background & (box_iou(grid, gt_boxes).amax(dim=1) > 0 if len(gt_boxes) else background & False)
+        touching = background & (
+            box_iou(grid, gt_boxes).amax(dim=1) > 0 if len(gt_boxes) else background & False
+        )
         chosen = []
-        for pool in (torch.nonzero(touching).flatten(), torch.nonzero(background & ~touching).flatten()):
+        for pool in (
+            torch.nonzero(touching).flatten(),
+            torch.nonzero(background & ~touching).flatten(),
+        ):
             need = per_image - sum(len(c) for c in chosen)
             if need > 0 and len(pool):
                 chosen.append(pool[torch.randperm(len(pool), generator=generator)[:need]])
@@ -542,35 +675,66 @@ def hard_background_crops(scenes, windows: Sequence[float], strides: Sequence[fl
     if not crops:
         raise ValueError("no background window found in these scenes")
     crops_tensor = torch.cat(crops)
-    return WindowCrops(crops_tensor, torch.zeros(len(crops_tensor), dtype=torch.int64), torch.cat(boxes),
-                       torch.cat(sources), transforms=transforms)
+    return WindowCrops(
+        crops_tensor,
+        torch.zeros(len(crops_tensor), dtype=torch.int64),
+        torch.cat(boxes),
+        torch.cat(sources),
+        transforms=transforms,
+    )
 
 
 # --------------------------------------------------------------------------- notebook 01's classifier, reusable
 
 
-def scene_classifier_training_set(num_scenes: int = 400, *, crop_size: int = 32, context: float = 0.25,
-                                  hard_per_image: int = 8, windows: Sequence[float] = DEFAULT_WINDOWS,
-                                  stride_fraction: float = 0.25, seed: int = 0):
+def scene_classifier_training_set(
+    num_scenes: int = 400,
+    *,
+    crop_size: int = 32,
+    context: float = 0.25,
+    hard_per_image: int = 8,
+    windows: Sequence[float] = DEFAULT_WINDOWS,
+    stride_fraction: float = 0.25,
+    seed: int = 0,
+):
     """Notebook 01's training crops: ``CropDataset`` (objects + random background) plus
     :func:`hard_background_crops` from the dense grid (``stride = window * stride_fraction``), both augmented
     with ``crop_augmentation()``. Returns ``(ConcatDataset, crop_dataset, hard_crops)``.
     """
     from torch.utils.data import ConcatDataset
 
-    from course_utils.detection.classifiers import crop_augmentation
     from course_utils.data.datasets import CropDataset
+    from course_utils.detection.classifiers import crop_augmentation
 
-    crops = CropDataset("train", num_images=num_scenes, crop_size=crop_size, context=context,
-                        transforms=crop_augmentation(), seed=seed)
-    hard = hard_background_crops(crops.scenes, windows, [w * stride_fraction for w in windows], context=context,
-                                 per_image=hard_per_image, crop_size=crop_size, seed=seed,
-                                 transforms=crop_augmentation())
+    crops = CropDataset(
+        "train",
+        num_images=num_scenes,
+        crop_size=crop_size,
+        context=context,
+        transforms=crop_augmentation(),
+        seed=seed,
+    )
+    hard = hard_background_crops(
+        crops.scenes,
+        windows,
+        [w * stride_fraction for w in windows],
+        context=context,
+        per_image=hard_per_image,
+        crop_size=crop_size,
+        seed=seed,
+        transforms=crop_augmentation(),
+    )
     return ConcatDataset([crops, hard]), crops, hard
 
 
-def pretrained_crop_classifier(*, num_scenes: int = 400, steps: int = 350, checkpoint: str | None = "01_classifier",
-                               device: torch.device | str | None = None, progress: bool = True):
+def pretrained_crop_classifier(
+    *,
+    num_scenes: int = 400,
+    steps: int = 350,
+    checkpoint: str | None = "01_classifier",
+    device: torch.device | str | None = None,
+    progress: bool = True,
+):
     """Notebook 01's crop classifier, trained (or loaded from ``checkpoint`` when notebook 01 already ran).
 
     ``CropClassifier(num_classes=4, crop_size=32, width=16)`` trained with
@@ -582,6 +746,7 @@ def pretrained_crop_classifier(*, num_scenes: int = 400, steps: int = 350, check
 
     train_set, _, _ = scene_classifier_training_set(num_scenes)
     model = CropClassifier(num_classes=4, crop_size=32, width=16)
-    history = train_crop_classifier(model, train_set, steps=steps, checkpoint=checkpoint, device=device,
-                                    progress=progress)
+    history = train_crop_classifier(
+        model, train_set, steps=steps, checkpoint=checkpoint, device=device, progress=progress
+    )
     return model.eval(), history

@@ -38,11 +38,14 @@ def checkpoint_path(checkpoint: str | os.PathLike) -> Path:
     if isinstance(checkpoint, os.PathLike):
         return Path(checkpoint).expanduser()
     if not isinstance(checkpoint, str):
-        raise TypeError(f"checkpoint must be a name (str) or a path, got {type(checkpoint).__name__}")
+        raise TypeError(
+            f"checkpoint must be a name (str) or a path, got {type(checkpoint).__name__}"
+        )
     if not checkpoint.strip():
         raise ValueError("checkpoint name must not be empty")
-    looks_like_path = ("/" in checkpoint or os.sep in checkpoint
-                       or checkpoint.endswith((".pt", ".pth")))
+    looks_like_path = (
+        "/" in checkpoint or os.sep in checkpoint or checkpoint.endswith((".pt", ".pth"))
+    )
     if looks_like_path:
         return Path(checkpoint).expanduser()
     return checkpoint_dir() / f"{checkpoint}.pt"
@@ -85,17 +88,25 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
         if zipfile.is_zipfile(path) and "weights_only" in str(error).lower().replace(" ", "_"):
-            cause = ("it holds Python objects that safe loading (torch.load(weights_only=True)) refuses, "
-                     "so it was not written by course_utils")
+            cause = (
+                "it holds Python objects that safe loading (torch.load(weights_only=True)) refuses, "
+                "so it was not written by course_utils"
+            )
         else:
             first_line = (str(error).strip().splitlines() or [""])[0][:120]
-            cause = (f"it is truncated or corrupt ({type(error).__name__}: {first_line}); the runtime may have "
-                     "stopped while writing it, or a Drive sync is incomplete")
-        raise CheckpointError(f"cannot read the checkpoint {path}: {cause}. Delete the file to train from "
-                              "scratch, or pass another checkpoint name.") from error
+            cause = (
+                f"it is truncated or corrupt ({type(error).__name__}: {first_line}); the runtime may have "
+                "stopped while writing it, or a Drive sync is incomplete"
+            )
+        raise CheckpointError(
+            f"cannot read the checkpoint {path}: {cause}. Delete the file to train from "
+            "scratch, or pass another checkpoint name."
+        ) from error
     if not isinstance(state, dict):
-        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint dict; "
-                              "delete it or pass another checkpoint name")
+        raise CheckpointError(
+            f"{path} holds a {type(state).__name__}, not a checkpoint dict; "
+            "delete it or pass another checkpoint name"
+        )
     return state
 
 
@@ -107,10 +118,18 @@ def rng_state() -> dict:
     version, python_words, gauss_next = random.getstate()
     kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
     state = {
-        "python": {"version": version, "state": torch.tensor(python_words, dtype=torch.int64),
-                   "gauss_next": gauss_next},
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+        "python": {
+            "version": version,
+            "state": torch.tensor(python_words, dtype=torch.int64),
+            "gauss_next": gauss_next,
+        },
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
         "torch": torch.get_rng_state(),
         "cuda": [],
     }
@@ -126,11 +145,23 @@ def set_rng_state(state: dict) -> None:
     (a checkpoint from a GPU runtime still resumes on a CPU, just not bit-for-bit).
     """
     python = state["python"]
-    random.setstate((python["version"], tuple(int(word) for word in python["state"].tolist()),
-                     python["gauss_next"]))
+    random.setstate(
+        (
+            python["version"],
+            tuple(int(word) for word in python["state"].tolist()),
+            python["gauss_next"],
+        )
+    )
     numpy = state["numpy"]
-    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"],
-                         numpy["has_gauss"], numpy["cached_gaussian"]))
+    np.random.set_state(
+        (
+            numpy["kind"],
+            numpy["keys"].numpy().astype(np.uint32),
+            numpy["position"],
+            numpy["has_gauss"],
+            numpy["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     cuda = state.get("cuda") or []
     if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):

@@ -31,18 +31,35 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler, default_collate
 from tqdm.auto import tqdm
 
-from course_utils.engine.checkpoint import (CheckpointError, checkpoint_path, load_checkpoint, rng_state,
-                                     save_checkpoint, set_rng_state)
 from course_utils.core.device import loader_kwargs, pick_device, seed_everything
 from course_utils.core.tensors import segmentation_logits, to_device
+from course_utils.engine.checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 
 CHECKPOINT_FORMAT = "course_utils.train/1"
 
-__all__ = ["CheckpointError", "History", "SeededBatchSampler", "classification_loss", "detection_loss",
-           "epoch_permutation", "fit", "segmentation_logits", "segmentation_loss", "to_device"]
+__all__ = [
+    "CheckpointError",
+    "History",
+    "SeededBatchSampler",
+    "classification_loss",
+    "detection_loss",
+    "epoch_permutation",
+    "fit",
+    "segmentation_logits",
+    "segmentation_loss",
+    "to_device",
+]
 
 
 # --------------------------------------------------------------------------- loss functions
+
 
 def classification_loss(model: torch.nn.Module, batch) -> torch.Tensor:
     """Cross-entropy of ``model(x)`` (B, K) logits against ``y`` (B,) int64 for ``batch = (x, y)``."""
@@ -61,8 +78,10 @@ def detection_loss(model: torch.nn.Module, batch) -> dict[str, torch.Tensor]:
     images, targets = batch
     losses = model(list(images), list(targets))
     if not isinstance(losses, Mapping):
-        raise TypeError("detection_loss expects a model that returns a dict of losses when given "
-                        f"(images, targets) in train mode (torchvision's detectors do); got {type(losses).__name__}")
+        raise TypeError(
+            "detection_loss expects a model that returns a dict of losses when given "
+            f"(images, targets) in train mode (torchvision's detectors do); got {type(losses).__name__}"
+        )
     return dict(losses)
 
 
@@ -79,9 +98,13 @@ def segmentation_loss(model: torch.nn.Module, batch, ignore_index: int = 255):
         masks = masks[:, 0]
     masks = masks.as_subclass(torch.Tensor).long()
     output = model(images)
-    loss = F.cross_entropy(segmentation_logits(output, masks.shape[-2:]), masks, ignore_index=ignore_index)
+    loss = F.cross_entropy(
+        segmentation_logits(output, masks.shape[-2:]), masks, ignore_index=ignore_index
+    )
     if isinstance(output, Mapping) and output.get("aux") is not None:
-        aux = F.cross_entropy(segmentation_logits(output["aux"], masks.shape[-2:]), masks, ignore_index=ignore_index)
+        aux = F.cross_entropy(
+            segmentation_logits(output["aux"], masks.shape[-2:]), masks, ignore_index=ignore_index
+        )
         return {"out": loss, "aux": 0.5 * aux}
     return loss
 
@@ -94,21 +117,32 @@ def _total_loss(output) -> tuple[torch.Tensor, float, dict[str, float]]:
     elif isinstance(output, Mapping) and output:
         parts = dict(output)
         if not all(isinstance(value, torch.Tensor) for value in parts.values()):
-            raise TypeError("every value of the loss dict must be a tensor, got "
-                            f"{ {key: type(value).__name__ for key, value in parts.items()} }")
+            raise TypeError(
+                "every value of the loss dict must be a tensor, got "
+                f"{ {key: type(value).__name__ for key, value in parts.items()} }"
+            )
         total = sum(parts.values())
     else:
-        raise TypeError("loss_fn(model, batch) must return a scalar tensor or a non-empty dict of scalar "
-                        f"tensors, got {type(output).__name__}")
+        raise TypeError(
+            "loss_fn(model, batch) must return a scalar tensor or a non-empty dict of scalar "
+            f"tensors, got {type(output).__name__}"
+        )
     if total.numel() != 1 or any(value.numel() != 1 for value in parts.values()):
-        raise ValueError("loss_fn must return scalar losses (reduce with .mean() or .sum()), got shapes "
-                         f"{tuple(total.shape)} {[tuple(value.shape) for value in parts.values()]}")
-    values = torch.stack([total.detach().float().reshape(()),
-                          *(value.detach().float().reshape(()) for value in parts.values())]).tolist()
+        raise ValueError(
+            "loss_fn must return scalar losses (reduce with .mean() or .sum()), got shapes "
+            f"{tuple(total.shape)} {[tuple(value.shape) for value in parts.values()]}"
+        )
+    values = torch.stack(
+        [
+            total.detach().float().reshape(()),
+            *(value.detach().float().reshape(()) for value in parts.values()),
+        ]
+    ).tolist()
     return total.reshape(()), values[0], dict(zip(map(str, parts), values[1:]))
 
 
 # --------------------------------------------------------------------------- resumable batches
+
 
 def epoch_permutation(num_items: int, seed: int, epoch: int) -> torch.Tensor:
     """The order of the items in ``epoch``: ``randperm`` from a generator seeded by (seed, epoch)."""
@@ -127,7 +161,9 @@ class SeededBatchSampler(Sampler[list[int]]):
     the batches an uninterrupted run sees from step ``k`` on.
     """
 
-    def __init__(self, num_items: int, batch_size: int, *, seed: int = 0, start: int = 0, stop: int):
+    def __init__(
+        self, num_items: int, batch_size: int, *, seed: int = 0, start: int = 0, stop: int
+    ):
         if num_items < 1:
             raise ValueError(f"the dataset is empty (num_items={num_items})")
         if batch_size < 1:
@@ -142,7 +178,7 @@ class SeededBatchSampler(Sampler[list[int]]):
         """The dataset indices used by optimizer step ``step`` (0-based)."""
         epoch, position = divmod(step, self.batches_per_epoch)
         order = epoch_permutation(self.num_items, self.seed, epoch)
-        return order[position * self.batch_size:(position + 1) * self.batch_size].tolist()
+        return order[position * self.batch_size : (position + 1) * self.batch_size].tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
         epoch, order = None, None
@@ -150,13 +186,14 @@ class SeededBatchSampler(Sampler[list[int]]):
             step_epoch, position = divmod(step, self.batches_per_epoch)
             if step_epoch != epoch:
                 epoch, order = step_epoch, epoch_permutation(self.num_items, self.seed, step_epoch)
-            yield order[position * self.batch_size:(position + 1) * self.batch_size].tolist()
+            yield order[position * self.batch_size : (position + 1) * self.batch_size].tolist()
 
     def __len__(self) -> int:
         return self.stop - self.start
 
 
 # --------------------------------------------------------------------------- history
+
 
 @dataclass
 class History:
@@ -192,7 +229,11 @@ class History:
     @property
     def val(self) -> list[dict]:
         """``[{"step": s, metric: value, ...}]`` for every step where validation ran."""
-        return [{"step": record["step"], **record["val"]} for record in self.records if record.get("val")]
+        return [
+            {"step": record["step"], **record["val"]}
+            for record in self.records
+            if record.get("val")
+        ]
 
     def state_dict(self) -> dict:
         """Plain lists, dicts and numbers (safe for ``torch.load(weights_only=True)``)."""
@@ -200,8 +241,12 @@ class History:
 
     @classmethod
     def from_state_dict(cls, state: Mapping, **extra) -> History:
-        return cls(records=list(state["records"]), steps=int(state["steps"]), seconds=float(state["seconds"]),
-                   **extra)
+        return cls(
+            records=list(state["records"]),
+            steps=int(state["steps"]),
+            seconds=float(state["seconds"]),
+            **extra,
+        )
 
     def flat_records(self) -> list[dict]:
         """One flat dict per step: ``step``, ``loss``, ``lr``, each loss component, and the
@@ -209,9 +254,18 @@ class History:
         ``{"step": 50, "loss": 0.8, "lr": 0.01, "loss_classifier": 0.3, "val_AP": 0.41}``."""
         flat = []
         for record in self.records:
-            row = {"step": record["step"], "loss": record["loss"], "lr": record["lr"], **record["components"]}
-            row.update({key if key.startswith("val") else f"val_{key}": value
-                        for key, value in (record.get("val") or {}).items()})
+            row = {
+                "step": record["step"],
+                "loss": record["loss"],
+                "lr": record["lr"],
+                **record["components"],
+            }
+            row.update(
+                {
+                    key if key.startswith("val") else f"val_{key}": value
+                    for key, value in (record.get("val") or {}).items()
+                }
+            )
             flat.append(row)
         return flat
 
@@ -219,11 +273,14 @@ class History:
         last_val = self.val[-1] if self.val else {}
         shown = ", ".join(f"{key} {value:.3g}" for key, value in list(last_val.items())[1:4])
         loss = f", loss {self.losses[-1]:.4g}" if self.records else ""
-        return (f"History(step {self.step}/{self.steps}{loss}{', ' + shown if shown else ''}, "
-                f"{self.seconds:.1f} s{', resumed from ' + str(self.resumed_from) if self.resumed_from else ''})")
+        return (
+            f"History(step {self.step}/{self.steps}{loss}{', ' + shown if shown else ''}, "
+            f"{self.seconds:.1f} s{', resumed from ' + str(self.resumed_from) if self.resumed_from else ''})"
+        )
 
 
 # --------------------------------------------------------------------------- fit
+
 
 def _check_positive_int(value, name: str, allow_none: bool = False) -> None:
     if value is None and allow_none:
@@ -232,21 +289,41 @@ def _check_positive_int(value, name: str, allow_none: bool = False) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
-def _check_fit_arguments(model, dataset, loss_fn, optimizer, steps, batch_size, scheduler, val_fn,
-                         val_every, checkpoint, checkpoint_every, stop_after) -> None:
+def _check_fit_arguments(
+    model,
+    dataset,
+    loss_fn,
+    optimizer,
+    steps,
+    batch_size,
+    scheduler,
+    val_fn,
+    val_every,
+    checkpoint,
+    checkpoint_every,
+    stop_after,
+) -> None:
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
-        raise TypeError(f"dataset must be a map-style dataset with __len__ and __getitem__, got {type(dataset).__name__}")
+        raise TypeError(
+            f"dataset must be a map-style dataset with __len__ and __getitem__, got {type(dataset).__name__}"
+        )
     if len(dataset) == 0:
         raise ValueError("dataset is empty")
     if not callable(loss_fn):
-        raise TypeError("loss_fn must be a function loss_fn(model, batch) -> tensor or dict of tensors")
+        raise TypeError(
+            "loss_fn must be a function loss_fn(model, batch) -> tensor or dict of tensors"
+        )
     if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-        raise TypeError("fit steps the scheduler once per optimizer step without arguments; "
-                        "ReduceLROnPlateau needs a metric and is not supported")
+        raise TypeError(
+            "fit steps the scheduler once per optimizer step without arguments; "
+            "ReduceLROnPlateau needs a metric and is not supported"
+        )
     _check_positive_int(steps, "steps")
     _check_positive_int(batch_size, "batch_size")
     _check_positive_int(checkpoint_every, "checkpoint_every")
@@ -263,23 +340,39 @@ def _check_fit_arguments(model, dataset, loss_fn, optimizer, steps, batch_size, 
 def _check_checkpoint_matches(state: dict, path, model: torch.nn.Module, optimizer) -> None:
     """Raise CheckpointError if ``state`` is not a fit checkpoint of this model and optimizer."""
     if state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a checkpoint written by course_utils.engine.train.fit "
-                              f"(format {state.get('format')!r}); delete it or pass another checkpoint name")
+        raise CheckpointError(
+            f"{path} is not a checkpoint written by course_utils.engine.train.fit "
+            f"(format {state.get('format')!r}); delete it or pass another checkpoint name"
+        )
     saved, expected = state["model"], model.state_dict()
     missing = [key for key in expected if key not in saved]
     unexpected = [key for key in saved if key not in expected]
-    reshaped = [f"{key} {tuple(saved[key].shape)} vs {tuple(expected[key].shape)}" for key in expected
-                if key in saved and hasattr(saved[key], "shape") and saved[key].shape != expected[key].shape]
+    reshaped = [
+        f"{key} {tuple(saved[key].shape)} vs {tuple(expected[key].shape)}"
+        for key in expected
+        if key in saved and hasattr(saved[key], "shape") and saved[key].shape != expected[key].shape
+    ]
     if missing or unexpected or reshaped:
-        details = "; ".join(f"{label}: {items[:3]}{' ...' if len(items) > 3 else ''}" for label, items in
-                            (("missing", missing), ("unexpected", unexpected), ("shape differs", reshaped)) if items)
-        raise CheckpointError(f"{path} was written for a different model ({state['config'].get('model')}, "
-                              f"now {type(model).__name__}): {details}. Use another checkpoint name for this "
-                              "model, or delete the file to train from scratch.")
+        details = "; ".join(
+            f"{label}: {items[:3]}{' ...' if len(items) > 3 else ''}"
+            for label, items in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("shape differs", reshaped),
+            )
+            if items
+        )
+        raise CheckpointError(
+            f"{path} was written for a different model ({state['config'].get('model')}, "
+            f"now {type(model).__name__}): {details}. Use another checkpoint name for this "
+            "model, or delete the file to train from scratch."
+        )
     saved_optimizer = state["config"].get("optimizer")
     if saved_optimizer != type(optimizer).__name__:
-        raise CheckpointError(f"{path} was written with optimizer {saved_optimizer}, now {type(optimizer).__name__}; "
-                              "use another checkpoint name or delete the file")
+        raise CheckpointError(
+            f"{path} was written with optimizer {saved_optimizer}, now {type(optimizer).__name__}; "
+            "use another checkpoint name or delete the file"
+        )
 
 
 def _load_training_state(state: dict, path, optimizer, scheduler, scaler) -> None:
@@ -287,23 +380,34 @@ def _load_training_state(state: dict, path, optimizer, scheduler, scaler) -> Non
     try:
         optimizer.load_state_dict(state["optimizer"])
         if (scheduler is None) != (state["scheduler"] is None):
-            raise ValueError("the checkpoint was written " + ("without" if scheduler is not None else "with")
-                             + " a scheduler")
+            raise ValueError(
+                "the checkpoint was written "
+                + ("without" if scheduler is not None else "with")
+                + " a scheduler"
+            )
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
     except (ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{path} does not fit this optimizer/scheduler ({error}); use another "
-                              "checkpoint name or delete the file") from error
+        raise CheckpointError(
+            f"{path} does not fit this optimizer/scheduler ({error}); use another "
+            "checkpoint name or delete the file"
+        ) from error
     if scaler.is_enabled() and state["scaler"]:
         scaler.load_state_dict(state["scaler"])
 
 
 def _warn_if_config_changed(saved: Mapping, config: Mapping, path) -> None:
-    changed = [f"{key} {saved.get(key)!r} -> {config[key]!r}" for key in ("batch_size", "seed", "num_items")
-               if saved.get(key) != config[key]]
+    changed = [
+        f"{key} {saved.get(key)!r} -> {config[key]!r}"
+        for key in ("batch_size", "seed", "num_items")
+        if saved.get(key) != config[key]
+    ]
     if changed:
-        warnings.warn(f"resuming {path} with changed settings ({', '.join(changed)}): training continues but "
-                      "will not repeat the uninterrupted run", stacklevel=3)
+        warnings.warn(
+            f"resuming {path} with changed settings ({', '.join(changed)}): training continues but "
+            "will not repeat the uninterrupted run",
+            stacklevel=3,
+        )
 
 
 @contextmanager
@@ -312,7 +416,10 @@ def _interrupts_deferred():
 
     The parameter update runs inside, so an interrupt never leaves a half-updated model.
     """
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is None
+    ):
         yield  # not ours to change (a handler installed outside Python cannot be put back)
         return
     received = []
@@ -351,21 +458,42 @@ def _validate(model: torch.nn.Module, val_fn: Callable) -> dict[str, float]:
     return kept  # non-scalar values (e.g. per-class IoU tensors) are not recorded
 
 
-def _make_loader(dataset, batch_size: int, collate_fn, seed: int, start: int, stop: int,
-                 device: torch.device) -> DataLoader:
+def _make_loader(
+    dataset, batch_size: int, collate_fn, seed: int, start: int, stop: int, device: torch.device
+) -> DataLoader:
     sampler = SeededBatchSampler(len(dataset), batch_size, seed=seed, start=start, stop=stop)
     # A private generator: creating the loader's iterator must not draw from the global
     # torch generator, whose state the checkpoint restores.
     worker_seed = int(np.random.SeedSequence([seed, start]).generate_state(1, dtype=np.uint64)[0])
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn or default_collate,
-                      generator=torch.Generator().manual_seed(worker_seed), **loader_kwargs(device))
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate_fn or default_collate,
+        generator=torch.Generator().manual_seed(worker_seed),
+        **loader_kwargs(device),
+    )
 
 
-def fit(model: torch.nn.Module, dataset, *, loss_fn: Callable, optimizer: torch.optim.Optimizer, steps: int,
-        batch_size: int, collate_fn: Callable | None = None, scheduler=None, val_fn: Callable | None = None,
-        val_every: int | None = None, checkpoint=None, checkpoint_every: int = 50,
-        device: torch.device | str | None = None, amp: bool = True, seed: int = 0,
-        stop_after: int | None = None, progress: bool = True) -> History:
+def fit(
+    model: torch.nn.Module,
+    dataset,
+    *,
+    loss_fn: Callable,
+    optimizer: torch.optim.Optimizer,
+    steps: int,
+    batch_size: int,
+    collate_fn: Callable | None = None,
+    scheduler=None,
+    val_fn: Callable | None = None,
+    val_every: int | None = None,
+    checkpoint=None,
+    checkpoint_every: int = 50,
+    device: torch.device | str | None = None,
+    amp: bool = True,
+    seed: int = 0,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> History:
     """Train ``model`` for ``steps`` optimizer steps and return its :class:`History`.
 
     Args:
@@ -393,14 +521,31 @@ def fit(model: torch.nn.Module, dataset, *, loss_fn: Callable, optimizer: torch.
         CheckpointError: the checkpoint file is unreadable, or belongs to another model/optimizer.
         FloatingPointError: the loss became NaN or infinite (the last checkpoint is kept).
     """
-    _check_fit_arguments(model, dataset, loss_fn, optimizer, steps, batch_size, scheduler, val_fn,
-                         val_every, checkpoint, checkpoint_every, stop_after)
+    _check_fit_arguments(
+        model,
+        dataset,
+        loss_fn,
+        optimizer,
+        steps,
+        batch_size,
+        scheduler,
+        val_fn,
+        val_every,
+        checkpoint,
+        checkpoint_every,
+        stop_after,
+    )
     device = torch.device(device) if device is not None else pick_device()
     path = checkpoint_path(checkpoint) if checkpoint is not None else None
     stop = min(steps, stop_after) if stop_after is not None else steps
-    config = {"batch_size": batch_size, "seed": seed, "num_items": len(dataset),
-              "model": type(model).__name__, "optimizer": type(optimizer).__name__,
-              "scheduler": type(scheduler).__name__ if scheduler is not None else None}
+    config = {
+        "batch_size": batch_size,
+        "seed": seed,
+        "num_items": len(dataset),
+        "model": type(model).__name__,
+        "optimizer": type(optimizer).__name__,
+        "scheduler": type(scheduler).__name__ if scheduler is not None else None,
+    }
     was_training = model.training
     seed_everything(seed)
     model.to(device)
@@ -413,15 +558,21 @@ def fit(model: torch.nn.Module, dataset, *, loss_fn: Callable, optimizer: torch.
         state = load_checkpoint(path)
         _check_checkpoint_matches(state, path, model, optimizer)
         model.load_state_dict(state["model"])
-        history = History.from_state_dict(state["history"], resumed_from=state["step"], checkpoint=str(path))
+        history = History.from_state_dict(
+            state["history"], resumed_from=state["step"], checkpoint=str(path)
+        )
         history.steps = steps
         if state["step"] >= stop:
             if state["step"] >= steps:
-                print(f"loaded the finished checkpoint {path} ({state['step']} steps); not training. "
-                      "Delete it or pass another checkpoint name to train again.")
+                print(
+                    f"loaded the finished checkpoint {path} ({state['step']} steps); not training. "
+                    "Delete it or pass another checkpoint name to train again."
+                )
             else:
-                print(f"checkpoint {path} is already at step {state['step']} of {steps}; not training "
-                      f"(stop_after={stop_after})")
+                print(
+                    f"checkpoint {path} is already at step {state['step']} of {steps}; not training "
+                    f"(stop_after={stop_after})"
+                )
             model.train(was_training)
             return history
         _warn_if_config_changed(state["config"], config, path)
@@ -437,13 +588,29 @@ def fit(model: torch.nn.Module, dataset, *, loss_fn: Callable, optimizer: torch.
 
     def save(step_rng) -> None:
         history.seconds = seconds_before + time.perf_counter() - started
-        save_checkpoint({"format": CHECKPOINT_FORMAT, "step": history.step, "steps": steps, "config": config,
-                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                         "scaler": scaler.state_dict(), "history": history.state_dict(), "rng": step_rng}, path)
+        save_checkpoint(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "step": history.step,
+                "steps": steps,
+                "config": config,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "scaler": scaler.state_dict(),
+                "history": history.state_dict(),
+                "rng": step_rng,
+            },
+            path,
+        )
 
-    bar = tqdm(total=steps, initial=start, disable=not progress, unit="step",
-               desc=path.stem if path is not None else "training")
+    bar = tqdm(
+        total=steps,
+        initial=start,
+        disable=not progress,
+        unit="step",
+        desc=path.stem if path is not None else "training",
+    )
     phase, step_rng = "setup", None
     model.train()
     try:
@@ -458,9 +625,11 @@ def fit(model: torch.nn.Module, dataset, *, loss_fn: Callable, optimizer: torch.
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 total, loss_value, components = _total_loss(loss_fn(model, batch))
             if not math.isfinite(loss_value):
-                raise FloatingPointError(f"the loss is {loss_value} at step {history.step + 1}: training diverged. "
-                                         "Lower the learning rate or check the inputs and targets"
-                                         + (f"; the checkpoint {path} keeps the last saved step" if path else ""))
+                raise FloatingPointError(
+                    f"the loss is {loss_value} at step {history.step + 1}: training diverged. "
+                    "Lower the learning rate or check the inputs and targets"
+                    + (f"; the checkpoint {path} keeps the last saved step" if path else "")
+                )
             scaler.scale(total).backward()
             with _interrupts_deferred():
                 lr = float(optimizer.param_groups[0]["lr"])
@@ -468,15 +637,26 @@ def fit(model: torch.nn.Module, dataset, *, loss_fn: Callable, optimizer: torch.
                 scaler.update()
                 if scheduler is not None:
                     scheduler.step()
-                history.records.append({"step": history.step + 1, "loss": loss_value,
-                                        "components": components, "lr": lr})
+                history.records.append(
+                    {
+                        "step": history.step + 1,
+                        "loss": loss_value,
+                        "components": components,
+                        "lr": lr,
+                    }
+                )
                 phase = "after"
             step = history.step
             if val_fn is not None and ((val_every and step % val_every == 0) or step == steps):
                 history.records[-1]["val"] = _validate(model, val_fn)
-            bar.set_postfix(loss=f"{loss_value:.4f}", **{key: f"{value:.3f}" for key, value in
-                                                          list(history.records[-1].get("val", {}).items())[:2]},
-                            refresh=False)
+            bar.set_postfix(
+                loss=f"{loss_value:.4f}",
+                **{
+                    key: f"{value:.3f}"
+                    for key, value in list(history.records[-1].get("val", {}).items())[:2]
+                },
+                refresh=False,
+            )
             bar.update(1)
             if path is not None and step % checkpoint_every == 0 and step < stop:
                 save(rng_state())
@@ -484,7 +664,9 @@ def fit(model: torch.nn.Module, dataset, *, loss_fn: Callable, optimizer: torch.
         bar.close()
         if path is not None and history.step > start:
             save(step_rng if phase == "step" else rng_state())
-            print(f"interrupted at step {history.step} of {steps}: saved {path}; run the cell again to resume")
+            print(
+                f"interrupted at step {history.step} of {steps}: saved {path}; run the cell again to resume"
+            )
         raise
     finally:
         bar.close()
@@ -493,7 +675,9 @@ def fit(model: torch.nn.Module, dataset, *, loss_fn: Callable, optimizer: torch.
     else:
         history.seconds = seconds_before + time.perf_counter() - started
     if stop < steps:
-        print(f"stopped after step {stop} of {steps} (stop_after): saved {path}; "
-              "call fit again with the same arguments to resume")
+        print(
+            f"stopped after step {stop} of {steps} (stop_after): saved {path}; "
+            "call fit again with the same arguments to resume"
+        )
     model.train(was_training)
     return history

@@ -99,14 +99,18 @@ Comparator = Callable[[Any, Any, Case], "str | None"]
 # ----------------------------------------------------------------------------------------------------------
 
 
-def assignment_check(function_name: str, reference: Callable[..., Any]) -> Callable[[CheckFn], CheckFn]:
+def assignment_check(
+    function_name: str, reference: Callable[..., Any]
+) -> Callable[[CheckFn], CheckFn]:
     """Decorator marking a check function: stores the assignment's function name and its reference.
 
     ``use_reference_if_stuck`` takes the reference from ``check.reference`` when none is given, and
     ``course_utils.grading.checks.all_checks`` finds check functions through these attributes.
     """
     if not isinstance(function_name, str) or not function_name.isidentifier():
-        raise ValueError(f"function_name must be a Python identifier like 'box_iou', got {function_name!r}")
+        raise ValueError(
+            f"function_name must be a Python identifier like 'box_iou', got {function_name!r}"
+        )
     if not callable(reference):
         raise TypeError(f"reference must be callable, got {type(reference).__name__}")
 
@@ -126,7 +130,9 @@ def check_devices() -> list[torch.device]:
     return devices
 
 
-def with_device_copies(cases: Sequence[Case], devices: Iterable[torch.device | str] | None = None) -> list[Case]:
+def with_device_copies(
+    cases: Sequence[Case], devices: Iterable[torch.device | str] | None = None
+) -> list[Case]:
     """``cases`` followed by a copy of each case on every non-CPU device (default: :func:`check_devices`)."""
     devices = check_devices() if devices is None else [torch.device(d) for d in devices]
     out = list(cases)
@@ -201,24 +207,32 @@ def _run_each_case(
             ) from None
         except Exception as error:
             problem = f"{name} raised {type(error).__name__}: {error}"
-            raise CheckFailed(_failure(name, number, len(cases), case, names, expected, _NOTHING, problem)) from error
+            raise CheckFailed(
+                _failure(name, number, len(cases), case, names, expected, _NOTHING, problem)
+            ) from error
         changed = _changed_inputs(case, args, kwargs, names)
         if changed:
             problem = (
                 f"{name} modified its input {changed} in place. Compute new tensors instead "
                 "(avoid +=, -=, x[...] = ..., and methods ending in _ such as clamp_ on the inputs)."
             )
-            raise CheckFailed(_failure(name, number, len(cases), case, names, expected, got, problem))
+            raise CheckFailed(
+                _failure(name, number, len(cases), case, names, expected, got, problem)
+            )
         problem = compare(got, expected, case)
         if problem:
-            raise CheckFailed(_failure(name, number, len(cases), case, names, expected, got, problem))
+            raise CheckFailed(
+                _failure(name, number, len(cases), case, names, expected, got, problem)
+            )
 
 
 def run_quietly(check: Callable[..., Any], fn: Any) -> Exception | None:
     """Run ``check(fn, quiet=True)``; return None if it passes, else the exception it raised."""
     try:
         check(fn, quiet=True)
-    except Exception as error:  # NotImplementedError, CheckFailed, TypeError... all mean "not passing"
+    except (
+        Exception
+    ) as error:  # NotImplementedError, CheckFailed, TypeError... all mean "not passing"
         return error
     return None
 
@@ -249,7 +263,9 @@ def use_reference_if_stuck(
     if not isinstance(enabled, bool):
         raise TypeError(f"enabled must be True or False (USE_REFERENCE_SOLUTIONS), got {enabled!r}")
     if not callable(check):
-        raise TypeError(f"check must be a check function such as check_box_iou, got {type(check).__name__}")
+        raise TypeError(
+            f"check must be a check function such as check_box_iou, got {type(check).__name__}"
+        )
     reference = getattr(check, "reference", None) if reference is None else reference
     if not callable(reference):
         raise TypeError(f"no reference implementation: pass reference=... (got {reference!r})")
@@ -260,7 +276,11 @@ def use_reference_if_stuck(
     if error is None:
         print(f"✓ {name}: yours passes its check, so the cells below use your {name}.")
         return student_fn
-    reason = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else type(error).__name__
+    reason = (
+        str(error).strip().splitlines()[0].rstrip(".")
+        if str(error).strip()
+        else type(error).__name__
+    )
     note = (
         f"→ {name}: the cells below use the reference {_qualified_name(reference)} because yours does not pass "
         f"its check yet ({reason}). To use yours: fix it, re-run its cell and the check, and set "
@@ -309,12 +329,19 @@ def tensor_type_problem(got: Any, expected: torch.Tensor) -> str | None:
     if got.shape != expected.shape:
         problem = f"returned shape {tuple(got.shape)}, expected {tuple(expected.shape)}."
         square = got.dim() == 2 and got.shape[0] == got.shape[1]
-        if got.dim() == 2 and expected.dim() == 2 and got.shape == expected.shape[::-1] and not square:
+        if (
+            got.dim() == 2
+            and expected.dim() == 2
+            and got.shape == expected.shape[::-1]
+            and not square
+        ):
             problem += " It looks transposed: row i should belong to the first input's box i."
         elif got.dim() < expected.dim():
             problem += " A dimension is missing: was a result summed, averaged or squeezed away?"
         elif got.dim() > expected.dim():
-            problem += " There is an extra dimension: check keepdim, [:, None] or a final .squeeze(1)."
+            problem += (
+                " There is an extra dimension: check keepdim, [:, None] or a final .squeeze(1)."
+            )
         return problem
     if got.dtype != expected.dtype:
         return (
@@ -335,7 +362,11 @@ def not_a_tensor_problem(got: Any) -> str | None:
         return "returned None: did you forget the `return` statement?"
     if isinstance(got, torch.Tensor):
         return None
-    kind = f"{type(got).__module__}.{type(got).__name__}" if isinstance(got, np.ndarray) else type(got).__name__
+    kind = (
+        f"{type(got).__module__}.{type(got).__name__}"
+        if isinstance(got, np.ndarray)
+        else type(got).__name__
+    )
     return (
         f"returned a {kind}, expected a torch.Tensor: do the computation with torch operations "
         "(no .numpy(), .tolist() or Python lists)."
@@ -351,12 +382,16 @@ def describe(value: Any) -> str:
         if value.numel() > _SMALL_TENSOR:
             return f"tensor of {meta}"
         array = value.detach().cpu().numpy()
-        text = np.array2string(array, precision=4, separator=", ", suppress_small=True, max_line_width=_WIDTH)
+        text = np.array2string(
+            array, precision=4, separator=", ", suppress_small=True, max_line_width=_WIDTH
+        )
         return f"{text}  ({meta})"
     if isinstance(value, np.ndarray):
         return f"numpy array of shape {value.shape}, {value.dtype}"
     if isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
-        return f"{type(value).__name__} of {len(value)}: " + ", ".join(describe(v) for v in value[:3])
+        return f"{type(value).__name__} of {len(value)}: " + ", ".join(
+            describe(v) for v in value[:3]
+        )
     text = repr(value)
     return text if len(text) <= 200 else text[:200] + "..."
 
@@ -376,7 +411,9 @@ def _require_function(fn: Any, name: str) -> None:
 
 
 def _map_tensors(
-    value: Any, fn: Callable[[torch.Tensor], torch.Tensor], array_fn: Callable[[np.ndarray], Any] | None = None
+    value: Any,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    array_fn: Callable[[np.ndarray], Any] | None = None,
 ) -> Any:
     """``value`` with ``fn`` applied to every tensor (and ``array_fn`` to every numpy array) inside tuples,
     lists and dicts."""
@@ -417,7 +454,9 @@ def _same(a: Any, b: Any) -> bool:
             and bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
         )
     if isinstance(a, (list, tuple)):
-        return isinstance(b, type(a)) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return (
+            isinstance(b, type(a)) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        )
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     return True  # numbers and strings cannot be modified in place
@@ -473,10 +512,14 @@ def _failure(
 ) -> str:
     """The multi-line message of a CheckFailed: case, inputs, expected, got, problem, hint."""
     rows: list[tuple[str, str]] = []
-    labelled = [(_arg_name(names, i), a) for i, a in enumerate(case.args)] + list(case.kwargs.items())
+    labelled = [(_arg_name(names, i), a) for i, a in enumerate(case.args)] + list(
+        case.kwargs.items()
+    )
     for index, (arg, value) in enumerate(labelled):
         prefix = f"{arg} = "
-        rows.append(("inputs:" if index == 0 else "", prefix + _hanging(describe(value), 12 + len(prefix))))
+        rows.append(
+            ("inputs:" if index == 0 else "", prefix + _hanging(describe(value), 12 + len(prefix)))
+        )
     rows.append(("expected:", _hanging(describe(expected), 12)))
     if got is not _NOTHING:
         rows.append(("got:", _hanging(describe(got), 12)))

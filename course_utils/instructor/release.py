@@ -56,7 +56,9 @@ NBGRADER_SCHEMA_VERSION = 3
 # delimiter, in any cell, including markdown prose that merely mentions them.
 _SOLUTION_WORDS = ("BEGIN SOLUTION", "END SOLUTION")
 _HIDDEN_WORDS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
-_GRADE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # nbgrader's pattern; also a valid nbformat cell id
+_GRADE_ID = re.compile(
+    r"^[A-Za-z0-9_-]{1,64}$"
+)  # nbgrader's pattern; also a valid nbformat cell id
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -127,7 +129,9 @@ def nbgrader_problems(nb: NotebookNode) -> list[str]:
         grade_id = meta.get("grade_id")
         if isinstance(grade_id, str) and grade_id:
             if grade_id in seen:
-                problems.append(f"{where}: grade_id {grade_id!r} is also used by cell {seen[grade_id]}")
+                problems.append(
+                    f"{where}: grade_id {grade_id!r} is also used by cell {seen[grade_id]}"
+                )
             seen.setdefault(grade_id, index)
     return problems
 
@@ -193,7 +197,9 @@ def source_notebooks(source: str | Path) -> list[Path]:
     return sorted(p for p in source.glob("*.ipynb") if p.is_file() and not p.name.startswith("."))
 
 
-def release_all(source: str | Path = "notebooks", out: str | Path = "release", *, prune: bool = True) -> list[Path]:
+def release_all(
+    source: str | Path = "notebooks", out: str | Path = "release", *, prune: bool = True
+) -> list[Path]:
     """Write the release of every notebook in ``source`` to ``out`` (same names); return the written paths.
 
     With ``prune`` (default), notebooks in ``out`` without a source notebook are deleted (other files are kept).
@@ -222,11 +228,18 @@ def release_all(source: str | Path = "notebooks", out: str | Path = "release", *
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m course_utils.instructor.release [--source notebooks] [--out release] [--no-prune]``."""
     parser = argparse.ArgumentParser(
-        prog="python -m course_utils.instructor.release", description="Write the student version of every notebook."
+        prog="python -m course_utils.instructor.release",
+        description="Write the student version of every notebook.",
     )
-    parser.add_argument("--source", default="notebooks", help="folder of source notebooks (default: notebooks)")
-    parser.add_argument("--out", default="release", help="folder for the student notebooks (default: release)")
-    parser.add_argument("--no-prune", action="store_true", help="keep notebooks in --out that have no source")
+    parser.add_argument(
+        "--source", default="notebooks", help="folder of source notebooks (default: notebooks)"
+    )
+    parser.add_argument(
+        "--out", default="release", help="folder for the student notebooks (default: release)"
+    )
+    parser.add_argument(
+        "--no-prune", action="store_true", help="keep notebooks in --out that have no source"
+    )
     args = parser.parse_args(argv)
     try:
         written = release_all(args.source, args.out, prune=not args.no_prune)
@@ -250,7 +263,12 @@ def _require_grade_id(grade_id: str) -> None:
 def _code_cell(source: str, grade_id: str, **nbgrader: Any) -> NotebookNode:
     cell = nbformat.v4.new_code_cell(source)
     cell.id = grade_id
-    meta = {"schema_version": NBGRADER_SCHEMA_VERSION, "grade_id": grade_id, "task": False, **nbgrader}
+    meta = {
+        "schema_version": NBGRADER_SCHEMA_VERSION,
+        "grade_id": grade_id,
+        "task": False,
+        **nbgrader,
+    }
     cell.metadata["nbgrader"] = dict(sorted(meta.items()))
     return cell
 
@@ -279,29 +297,43 @@ def _cell_problems(cell: NotebookNode, meta: dict, source: str) -> list[str]:
     if missing:
         return [f"nbgrader metadata lacks {', '.join(missing)}"]
     if meta["schema_version"] != NBGRADER_SCHEMA_VERSION:
-        problems.append(f"nbgrader schema_version is {meta['schema_version']}, expected {NBGRADER_SCHEMA_VERSION}")
+        problems.append(
+            f"nbgrader schema_version is {meta['schema_version']}, expected {NBGRADER_SCHEMA_VERSION}"
+        )
     grade, solution, locked = bool(meta["grade"]), bool(meta["solution"]), bool(meta["locked"])
     grade_id = meta.get("grade_id")
-    if (grade or solution or locked) and not (isinstance(grade_id, str) and _GRADE_ID.match(grade_id)):
+    if (grade or solution or locked) and not (
+        isinstance(grade_id, str) and _GRADE_ID.match(grade_id)
+    ):
         problems.append(f"grade_id {grade_id!r} is missing or not 1-64 letters, digits, '_' or '-'")
     if grade and not (isinstance(meta.get("points"), (int, float)) and meta["points"] > 0):
         problems.append(f"graded cell {grade_id!r} needs points > 0, has {meta.get('points')!r}")
     solution_regions = _regions(source, *_SOLUTION_WORDS)
     if solution_regions is None:
-        problems.append(f"cell {grade_id!r} has unbalanced or nested {BEGIN_SOLUTION!r} / {END_SOLUTION!r}")
+        problems.append(
+            f"cell {grade_id!r} has unbalanced or nested {BEGIN_SOLUTION!r} / {END_SOLUTION!r}"
+        )
     elif solution and cell.cell_type == "code" and not solution_regions:
-        problems.append(f"solution cell {grade_id!r} has no {BEGIN_SOLUTION!r} ... {END_SOLUTION!r} region")
+        problems.append(
+            f"solution cell {grade_id!r} has no {BEGIN_SOLUTION!r} ... {END_SOLUTION!r} region"
+        )
     elif solution_regions and not solution:
         problems.append(f"cell {grade_id!r} has a solution region but is not a solution cell")
     hidden = _regions(source, *_HIDDEN_WORDS)
     if hidden is None:
-        problems.append(f"cell {grade_id!r} has unbalanced {BEGIN_HIDDEN_TESTS!r} / {END_HIDDEN_TESTS!r}")
+        problems.append(
+            f"cell {grade_id!r} has unbalanced {BEGIN_HIDDEN_TESTS!r} / {END_HIDDEN_TESTS!r}"
+        )
     elif hidden and not grade:
         problems.append(f"cell {grade_id!r} has hidden tests but is not a graded cell")
     if cell.cell_type == "markdown" and solution and not grade:
-        problems.append(f"markdown solution cell {grade_id!r} must also be graded (nbgrader's rule)")
+        problems.append(
+            f"markdown solution cell {grade_id!r} must also be graded (nbgrader's rule)"
+        )
     if cell.cell_type == "markdown" and grade and not solution:
-        problems.append(f"markdown graded cell {grade_id!r} must also be a solution cell (nbgrader's rule)")
+        problems.append(
+            f"markdown graded cell {grade_id!r} must also be a solution cell (nbgrader's rule)"
+        )
     return problems
 
 

@@ -69,6 +69,7 @@ class NotebookRun:
 
 # --------------------------------------------------------------------------- finding notebooks
 
+
 def find_notebooks(paths: Sequence[str | Path]) -> list[Path]:
     """The notebooks to run: files as given, folders expanded to their ``*.ipynb`` (sorted).
 
@@ -79,10 +80,14 @@ def find_notebooks(paths: Sequence[str | Path]) -> list[Path]:
     for entry in paths:
         path = Path(entry)
         if path.is_dir():
-            found.extend(sorted(child for child in path.glob("*.ipynb") if not child.name.startswith(".")))
+            found.extend(
+                sorted(child for child in path.glob("*.ipynb") if not child.name.startswith("."))
+            )
         elif path.is_file():
             if path.suffix != ".ipynb":
-                raise ValueError(f"{path} is not a notebook: expected a .ipynb file or a folder of them")
+                raise ValueError(
+                    f"{path} is not a notebook: expected a .ipynb file or a folder of them"
+                )
             found.append(path)
         else:
             raise FileNotFoundError(f"no notebook or folder at {path}")
@@ -95,8 +100,13 @@ def find_notebooks(paths: Sequence[str | Path]) -> list[Path]:
 
 # --------------------------------------------------------------------------- running one notebook
 
-def budget_flags(runtime_s: float | None, peak_mb: float | None, budget_s: float = BUDGET_SECONDS,
-                 budget_mb: float = BUDGET_MB) -> list[str]:
+
+def budget_flags(
+    runtime_s: float | None,
+    peak_mb: float | None,
+    budget_s: float = BUDGET_SECONDS,
+    budget_mb: float = BUDGET_MB,
+) -> list[str]:
     """Why a run is over budget, e.g. ``["runtime 131 s > 120 s"]``; empty when within it."""
     flags = []
     if runtime_s is not None and runtime_s > budget_s:
@@ -154,11 +164,13 @@ def _measure_in_kernel(client, nb) -> dict | None:
     for output in cell.get("outputs", []):
         for line in output.get("text", "").splitlines():
             if line.startswith(_MARKER):
-                return json.loads(line[len(_MARKER):])
+                return json.loads(line[len(_MARKER) :])
     return None
 
 
-def kernel_environment(results_dir: Path, checkpoint_dir: Path, base: Mapping | None = None) -> dict:
+def kernel_environment(
+    results_dir: Path, checkpoint_dir: Path, base: Mapping | None = None
+) -> dict:
     """The kernel's environment variables: ``base`` (default ``os.environ``) with the course's
     folders set (absolute: the kernel runs in the notebook's folder), and ``MPLBACKEND`` removed so figures
     are kept in the executed copy."""
@@ -167,12 +179,19 @@ def kernel_environment(results_dir: Path, checkpoint_dir: Path, base: Mapping | 
     env["COURSE_CHECKPOINT_DIR"] = str(Path(checkpoint_dir).resolve())
     env.pop("MPLBACKEND", None)
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep rather than spin
-    env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # silences a debugger warning at kernel start
+    env.setdefault(
+        "PYDEVD_DISABLE_FILE_VALIDATION", "1"
+    )  # silences a debugger warning at kernel start
     return env
 
 
-def run_notebook(path: Path, executed_path: Path, results_dir: Path, timeout: int = CELL_TIMEOUT,
-                 kernel_name: str = "python3") -> NotebookRun:
+def run_notebook(
+    path: Path,
+    executed_path: Path,
+    results_dir: Path,
+    timeout: int = CELL_TIMEOUT,
+    kernel_name: str = "python3",
+) -> NotebookRun:
     """Execute one notebook in a fresh kernel and save the executed copy to ``executed_path``.
 
     Never raises for a failing notebook: the error is in the returned run's ``error``.
@@ -188,8 +207,13 @@ def run_notebook(path: Path, executed_path: Path, results_dir: Path, timeout: in
     except Exception as error:  # noqa: BLE001 - an unreadable notebook is a failed notebook
         run.status, run.error = "failed", _describe_error(error, None)
         return run
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, allow_errors=False,
-                            resources={"metadata": {"path": str(path.parent.resolve())}})
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name=kernel_name,
+        allow_errors=False,
+        resources={"metadata": {"path": str(path.parent.resolve())}},
+    )
     client.reset_execution_trackers()
     with tempfile.TemporaryDirectory(prefix="course-report-checkpoints-") as checkpoints:
         env = kernel_environment(results_dir, Path(checkpoints))
@@ -203,7 +227,9 @@ def run_notebook(path: Path, executed_path: Path, results_dir: Path, timeout: in
                 kernel_usable = True
                 try:
                     for index, cell in enumerate(nb.cells):
-                        client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+                        client.execute_cell(
+                            cell, index, execution_count=client.code_cells_executed + 1
+                        )
                 except Exception as error:  # noqa: BLE001 - any failure is the notebook's result
                     run.status, run.error = "failed", _describe_error(error, index)
                     kernel_usable = not isinstance(error, (CellTimeoutError, DeadKernelError))
@@ -224,6 +250,7 @@ def run_notebook(path: Path, executed_path: Path, results_dir: Path, timeout: in
 
 
 # --------------------------------------------------------------------------- the report
+
 
 def _format_value(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
@@ -249,54 +276,83 @@ def _status_text(run: NotebookRun) -> str:
     return "ok"
 
 
-def format_markdown(runs: Sequence[NotebookRun], other_results: Sequence[Mapping] = (),
-                    budget_s: float = BUDGET_SECONDS, budget_mb: float = BUDGET_MB,
-                    environment: str | None = None) -> str:
+def format_markdown(
+    runs: Sequence[NotebookRun],
+    other_results: Sequence[Mapping] = (),
+    budget_s: float = BUDGET_SECONDS,
+    budget_mb: float = BUDGET_MB,
+    environment: str | None = None,
+) -> str:
     """``report.md``: a title, the budget, one table row per notebook, then failures and flags."""
     lines = ["# Notebook report", ""]
     if environment:
         lines += [f"Environment: {environment}", ""]
-    lines += [f"Budget per notebook: {budget_s:.0f} s, {budget_mb:.0f} MB peak memory (kernel RSS). "
-              "Runtime is the cells' time; each run trained from an empty checkpoint folder.", "",
-              "| notebook | status | runtime s | peak MB | recorded results |",
-              "|---|---|---:|---:|---|"]
+    lines += [
+        f"Budget per notebook: {budget_s:.0f} s, {budget_mb:.0f} MB peak memory (kernel RSS). "
+        "Runtime is the cells' time; each run trained from an empty checkpoint folder.",
+        "",
+        "| notebook | status | runtime s | peak MB | recorded results |",
+        "|---|---|---:|---:|---|",
+    ]
     for run in runs:
         runtime = "–" if run.runtime_s is None else f"{run.runtime_s:.1f}"
         peak = "–" if run.peak_mb is None else f"{run.peak_mb:.0f}"
         if run.over_budget:
-            runtime = f"**{runtime}**" if any(f.startswith("runtime") for f in run.over_budget) else runtime
+            runtime = (
+                f"**{runtime}**"
+                if any(f.startswith("runtime") for f in run.over_budget)
+                else runtime
+            )
             peak = f"**{peak}**" if any(f.startswith("peak") for f in run.over_budget) else peak
         results = "; ".join(format_result(entry) for entry in run.results) or "–"
-        lines.append(f"| {_cell(run.notebook)} | {_cell(_status_text(run))} | {runtime} | {peak} | {_cell(results)} |")
+        lines.append(
+            f"| {_cell(run.notebook)} | {_cell(_status_text(run))} | {runtime} | {peak} | {_cell(results)} |"
+        )
     failed = [run for run in runs if run.status == "failed"]
     flagged = [run for run in runs if run.over_budget]
     total = sum(run.runtime_s or 0.0 for run in runs)
-    lines += ["", f"{len(runs)} notebooks, {len(failed)} failed, {len(flagged)} over budget, "
-              f"{total:.0f} s in total."]
+    lines += [
+        "",
+        f"{len(runs)} notebooks, {len(failed)} failed, {len(flagged)} over budget, "
+        f"{total:.0f} s in total.",
+    ]
     if failed:
         lines += ["", "## Failures", ""]
-        lines += [f"- {run.notebook}: {_cell(run.error or 'unknown error')}"
-                  + (f" (see {run.executed})" if run.executed else "") for run in failed]
+        lines += [
+            f"- {run.notebook}: {_cell(run.error or 'unknown error')}"
+            + (f" (see {run.executed})" if run.executed else "")
+            for run in failed
+        ]
     if flagged:
         lines += ["", "## Over budget", ""]
         lines += [f"- {run.notebook}: {', '.join(run.over_budget)}" for run in flagged]
     if other_results:
         lines += ["", "## Results recorded under other names", ""]
-        lines += [f"- {_cell(str(entry.get('notebook')))}: {_cell(format_result(entry))}" for entry in other_results]
+        lines += [
+            f"- {_cell(str(entry.get('notebook')))}: {_cell(format_result(entry))}"
+            for entry in other_results
+        ]
     return "\n".join(lines) + "\n"
 
 
 def _environment_line() -> str | None:
     try:
         from course_utils.core.device import environment_report
+
         return environment_report()
     except Exception:  # noqa: BLE001 - the report works without it
         return None
 
 
-def run_report(notebooks: Sequence[Path], out: Path, budget_s: float = BUDGET_SECONDS,
-               budget_mb: float = BUDGET_MB, timeout: int = CELL_TIMEOUT, kernel_name: str = "python3",
-               log=print) -> tuple[list[NotebookRun], list[dict]]:
+def run_report(
+    notebooks: Sequence[Path],
+    out: Path,
+    budget_s: float = BUDGET_SECONDS,
+    budget_mb: float = BUDGET_MB,
+    timeout: int = CELL_TIMEOUT,
+    kernel_name: str = "python3",
+    log=print,
+) -> tuple[list[NotebookRun], list[dict]]:
     """Run ``notebooks`` one after the other and write ``report.md`` / ``report.json`` under ``out``.
 
     Returns the runs and the recorded results that belong to no run notebook.
@@ -310,12 +366,17 @@ def run_report(notebooks: Sequence[Path], out: Path, budget_s: float = BUDGET_SE
     runs = []
     for path in notebooks:
         log(f"running {path} ...", flush=True)
-        run = run_notebook(Path(path), out / "executed" / Path(path).name, results_dir, timeout, kernel_name)
+        run = run_notebook(
+            Path(path), out / "executed" / Path(path).name, results_dir, timeout, kernel_name
+        )
         run.over_budget = budget_flags(run.runtime_s, run.peak_mb, budget_s, budget_mb)
         runtime = "?" if run.runtime_s is None else f"{run.runtime_s:.1f} s"
         peak = "?" if run.peak_mb is None else f"{run.peak_mb:.0f} MB"
-        log(f"  {run.status}{': ' + run.error if run.error else ''}, {runtime}, {peak}"
-            + (f"  OVER BUDGET ({', '.join(run.over_budget)})" if run.over_budget else ""), flush=True)
+        log(
+            f"  {run.status}{': ' + run.error if run.error else ''}, {runtime}, {peak}"
+            + (f"  OVER BUDGET ({', '.join(run.over_budget)})" if run.over_budget else ""),
+            flush=True,
+        )
         runs.append(run)
     entries = load_all(results_dir)
     by_name = {run.notebook: run for run in runs}
@@ -345,15 +406,34 @@ def _default_notebooks() -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.instructor.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--notebooks", nargs="+", default=None,
-                        help="notebooks and/or folders of notebooks (default: the repository's notebooks/)")
+    parser = argparse.ArgumentParser(
+        prog="python -m course_utils.instructor.report", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--notebooks",
+        nargs="+",
+        default=None,
+        help="notebooks and/or folders of notebooks (default: the repository's notebooks/)",
+    )
     parser.add_argument("--out", default="build", help="output folder (default: build)")
-    parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT, help="seconds allowed per cell (default: 600)")
-    parser.add_argument("--budget-seconds", type=float, default=BUDGET_SECONDS, help="runtime budget (default: 120)")
-    parser.add_argument("--budget-mb", type=float, default=BUDGET_MB, help="peak memory budget in MB (default: 3000)")
-    parser.add_argument("--strict-budget", action="store_true", help="exit non-zero when a notebook is over budget")
-    parser.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
+    parser.add_argument(
+        "--timeout", type=int, default=CELL_TIMEOUT, help="seconds allowed per cell (default: 600)"
+    )
+    parser.add_argument(
+        "--budget-seconds", type=float, default=BUDGET_SECONDS, help="runtime budget (default: 120)"
+    )
+    parser.add_argument(
+        "--budget-mb",
+        type=float,
+        default=BUDGET_MB,
+        help="peak memory budget in MB (default: 3000)",
+    )
+    parser.add_argument(
+        "--strict-budget", action="store_true", help="exit non-zero when a notebook is over budget"
+    )
+    parser.add_argument(
+        "--kernel", default="python3", help="Jupyter kernel name (default: python3)"
+    )
     return parser
 
 
@@ -367,7 +447,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if not notebooks:
         print("warning: no notebooks found; the report is empty", file=sys.stderr)
-    runs, _ = run_report(notebooks, Path(args.out), args.budget_seconds, args.budget_mb, args.timeout, args.kernel)
+    runs, _ = run_report(
+        notebooks, Path(args.out), args.budget_seconds, args.budget_mb, args.timeout, args.kernel
+    )
     out = Path(args.out)
     print(f"wrote {out / 'report.md'} and {out / 'report.json'}")
     failed = [run.notebook for run in runs if run.status != "ok"]

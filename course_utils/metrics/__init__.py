@@ -28,13 +28,34 @@ from course_utils.core.tensors import segmentation_logits, to_device
 from course_utils.core.validate import check_boxes, check_labels, check_target
 
 #: The names of ``COCOeval.stats``, in order.
-COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+COCO_METRICS = (
+    "AP",
+    "AP50",
+    "AP75",
+    "APs",
+    "APm",
+    "APl",
+    "AR1",
+    "AR10",
+    "AR100",
+    "ARs",
+    "ARm",
+    "ARl",
+)
 
-__all__ = ["COCO_METRICS", "confusion_matrix", "detection_ap", "evaluate_detector", "evaluate_segmenter",
-           "segmentation_scores", "time_per_image"]
+__all__ = [
+    "COCO_METRICS",
+    "confusion_matrix",
+    "detection_ap",
+    "evaluate_detector",
+    "evaluate_segmenter",
+    "segmentation_scores",
+    "time_per_image",
+]
 
 
 # --------------------------------------------------------------------------- detection AP
+
 
 def _plain(tensor: torch.Tensor) -> torch.Tensor:
     """A CPU tensor without the tv_tensor subclass."""
@@ -55,14 +76,20 @@ def _canvas_size(target: Mapping) -> tuple[int, int] | None:
 def _prediction_masks(masks, num: int, canvas_size, name: str) -> torch.Tensor:
     """Predicted masks (N, H, W) or (N, 1, H, W), probabilities or bool, as bool (N, H, W) (> 0.5)."""
     if not isinstance(masks, torch.Tensor):
-        raise TypeError(f"{name} must be a tensor (N, H, W) or (N, 1, H, W), got {type(masks).__name__}")
+        raise TypeError(
+            f"{name} must be a tensor (N, H, W) or (N, 1, H, W), got {type(masks).__name__}"
+        )
     masks = _plain(masks)
     if masks.ndim == 4 and masks.shape[1] == 1:
         masks = masks[:, 0]
     if masks.ndim != 3 or masks.shape[0] != num:
-        raise ValueError(f"{name} must have shape ({num}, H, W) or ({num}, 1, H, W), got {tuple(masks.shape)}")
+        raise ValueError(
+            f"{name} must have shape ({num}, H, W) or ({num}, 1, H, W), got {tuple(masks.shape)}"
+        )
     if canvas_size is not None and tuple(masks.shape[-2:]) != tuple(canvas_size):
-        raise ValueError(f"{name} must be {tuple(canvas_size)} like the image, got {tuple(masks.shape[-2:])}")
+        raise ValueError(
+            f"{name} must be {tuple(canvas_size)} like the image, got {tuple(masks.shape[-2:])}"
+        )
     return masks if masks.dtype == torch.bool else masks.float() > 0.5
 
 
@@ -70,23 +97,36 @@ def _check_prediction(prediction, index: int, iou_type: str, canvas_size) -> dic
     """Validated CPU copy of one prediction dict: boxes (N, 4) xyxy, scores (N,), labels (N,), masks."""
     name = f"predictions[{index}]"
     if not isinstance(prediction, Mapping):
-        raise TypeError(f"{name} must be a dict with 'boxes', 'scores', 'labels' (a detector's output), "
-                        f"got {type(prediction).__name__}")
+        raise TypeError(
+            f"{name} must be a dict with 'boxes', 'scores', 'labels' (a detector's output), "
+            f"got {type(prediction).__name__}"
+        )
     required = {"boxes", "scores", "labels"} | ({"masks"} if iou_type == "segm" else set())
     missing = required - set(prediction)
     if missing:
         raise ValueError(f"{name} is missing {sorted(missing)}; expected keys {sorted(required)}")
     boxes = check_boxes(_plain(prediction["boxes"]), f"{name}['boxes']", canvas_size)
     scores = prediction["scores"]
-    if not isinstance(scores, torch.Tensor) or scores.ndim != 1 or not scores.is_floating_point() \
-            or scores.shape[0] != boxes.shape[0]:
-        raise ValueError(f"{name}['scores'] must be a float tensor ({boxes.shape[0]},), got "
-                         + (f"{scores.dtype} {tuple(scores.shape)}" if isinstance(scores, torch.Tensor)
-                            else type(scores).__name__))
+    if (
+        not isinstance(scores, torch.Tensor)
+        or scores.ndim != 1
+        or not scores.is_floating_point()
+        or scores.shape[0] != boxes.shape[0]
+    ):
+        raise ValueError(
+            f"{name}['scores'] must be a float tensor ({boxes.shape[0]},), got "
+            + (
+                f"{scores.dtype} {tuple(scores.shape)}"
+                if isinstance(scores, torch.Tensor)
+                else type(scores).__name__
+            )
+        )
     labels = check_labels(_plain(prediction["labels"]), boxes.shape[0], f"{name}['labels']")
     checked = {"boxes": boxes, "scores": _plain(scores), "labels": labels}
     if iou_type == "segm":
-        checked["masks"] = _prediction_masks(prediction["masks"], boxes.shape[0], canvas_size, f"{name}['masks']")
+        checked["masks"] = _prediction_masks(
+            prediction["masks"], boxes.shape[0], canvas_size, f"{name}['masks']"
+        )
     return checked
 
 
@@ -95,17 +135,26 @@ def _check_inputs(predictions, targets, iou_type: str) -> tuple[list[dict], list
         raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
     for name, value in (("predictions", predictions), ("targets", targets)):
         if not isinstance(value, Sequence) or isinstance(value, (str, Mapping)):
-            raise TypeError(f"{name} must be a list with one dict per image, got {type(value).__name__}")
+            raise TypeError(
+                f"{name} must be a list with one dict per image, got {type(value).__name__}"
+            )
     if len(predictions) != len(targets):
-        raise ValueError(f"predictions and targets must have one entry per image: got {len(predictions)} "
-                         f"predictions for {len(targets)} targets")
+        raise ValueError(
+            f"predictions and targets must have one entry per image: got {len(predictions)} "
+            f"predictions for {len(targets)} targets"
+        )
     sizes, checked_targets = [], []
     for index, target in enumerate(targets):
-        size = (_canvas_size(target) if isinstance(target, Mapping) and isinstance(target.get("boxes"), torch.Tensor)
-                else None)
+        size = (
+            _canvas_size(target)
+            if isinstance(target, Mapping) and isinstance(target.get("boxes"), torch.Tensor)
+            else None
+        )
         check_target(target, canvas_size=size, name=f"targets[{index}]")
         if iou_type == "segm" and target.get("masks") is None:
-            raise ValueError(f"targets[{index}] has no 'masks': iou_type='segm' needs instance masks (N, H, W)")
+            raise ValueError(
+                f"targets[{index}] has no 'masks': iou_type='segm' needs instance masks (N, H, W)"
+            )
         checked = {"boxes": _plain(target["boxes"]).double(), "labels": _plain(target["labels"])}
         if target.get("masks") is not None:
             checked["masks"] = _plain(target["masks"]).bool()
@@ -113,8 +162,10 @@ def _check_inputs(predictions, targets, iou_type: str) -> tuple[list[dict], list
             checked["iscrowd"] = _plain(torch.as_tensor(target["iscrowd"]))
         checked_targets.append(checked)
         sizes.append(size)
-    checked_predictions = [_check_prediction(prediction, index, iou_type, sizes[index])
-                           for index, prediction in enumerate(predictions)]
+    checked_predictions = [
+        _check_prediction(prediction, index, iou_type, sizes[index])
+        for index, prediction in enumerate(predictions)
+    ]
     return checked_predictions, checked_targets, sizes
 
 
@@ -130,27 +181,40 @@ def _encode(masks: torch.Tensor) -> list[dict]:
     return mask_utils.encode(np.asfortranarray(masks.permute(1, 2, 0).numpy().astype(np.uint8)))
 
 
-def _coco_ground_truth(targets: list[dict], sizes: list, categories: list[int], iou_type: str) -> COCO:
+def _coco_ground_truth(
+    targets: list[dict], sizes: list, categories: list[int], iou_type: str
+) -> COCO:
     images, annotations = [], []
     for index, (target, size) in enumerate(zip(targets, sizes)):
         height, width = size if size is not None else (0, 0)
         images.append({"id": index + 1, "height": int(height), "width": int(width)})
         boxes, labels = target["boxes"], target["labels"].tolist()
         masks = target.get("masks")
-        areas = (masks.flatten(1).sum(1).double() if masks is not None
-                 else (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).tolist()
+        areas = (
+            masks.flatten(1).sum(1).double()
+            if masks is not None
+            else (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        ).tolist()
         crowd = target.get("iscrowd", torch.zeros(len(labels), dtype=torch.int64)).tolist()
         rles = _encode(masks) if iou_type == "segm" else [None] * len(labels)
         for box, label, area, is_crowd, rle in zip(_xywh(boxes), labels, areas, crowd, rles):
-            annotation = {"id": len(annotations) + 1,  # COCOeval needs ids >= 1
-                          "image_id": index + 1, "category_id": int(label), "bbox": box,
-                          "area": float(area), "iscrowd": int(is_crowd)}
+            annotation = {
+                "id": len(annotations) + 1,  # COCOeval needs ids >= 1
+                "image_id": index + 1,
+                "category_id": int(label),
+                "bbox": box,
+                "area": float(area),
+                "iscrowd": int(is_crowd),
+            }
             if rle is not None:
                 annotation["segmentation"] = rle
             annotations.append(annotation)
     coco = COCO()
-    coco.dataset = {"images": images, "annotations": annotations,
-                    "categories": [{"id": category, "name": str(category)} for category in categories]}
+    coco.dataset = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": category, "name": str(category)} for category in categories],
+    }
     coco.createIndex()
     return coco
 
@@ -164,11 +228,20 @@ def _coco_results(predictions: list[dict], iou_type: str) -> list[dict]:
         else:  # no "bbox" key, so loadRes takes the box and area from the mask, as for COCO's own results
             locations = [{"segmentation": rle} for rle in _encode(prediction["masks"])]
         for location, score, label in zip(locations, scores, labels):
-            results.append({"image_id": index + 1, "category_id": int(label), "score": float(score), **location})
+            results.append(
+                {
+                    "image_id": index + 1,
+                    "category_id": int(label),
+                    "score": float(score),
+                    **location,
+                }
+            )
     return results
 
 
-def detection_ap(predictions: Sequence[Mapping], targets: Sequence[Mapping], iou_type: str = "bbox") -> dict:
+def detection_ap(
+    predictions: Sequence[Mapping], targets: Sequence[Mapping], iou_type: str = "bbox"
+) -> dict:
     """COCO average precision and recall of detections, computed by pycocotools' ``COCOeval``.
 
     Args:
@@ -190,7 +263,9 @@ def detection_ap(predictions: Sequence[Mapping], targets: Sequence[Mapping], iou
         s/m/l) are the mask areas when targets have masks, else the box areas.
     """
     predictions, targets, sizes = _check_inputs(predictions, targets, iou_type)
-    categories = sorted({int(label) for item in (*targets, *predictions) for label in item["labels"].tolist()})
+    categories = sorted(
+        {int(label) for item in (*targets, *predictions) for label in item["labels"].tolist()}
+    )
     results = _coco_results(predictions, iou_type)
     with contextlib.redirect_stdout(io.StringIO()):
         ground_truth = _coco_ground_truth(targets, sizes, categories, iou_type)
@@ -198,8 +273,11 @@ def detection_ap(predictions: Sequence[Mapping], targets: Sequence[Mapping], iou
             detections = ground_truth.loadRes(results)
         else:  # loadRes cannot take an empty list
             detections = COCO()
-            detections.dataset = {"images": list(ground_truth.dataset["images"]), "annotations": [],
-                                  "categories": list(ground_truth.dataset["categories"])}
+            detections.dataset = {
+                "images": list(ground_truth.dataset["images"]),
+                "annotations": [],
+                "categories": list(ground_truth.dataset["categories"]),
+            }
             detections.createIndex()
         evaluation = COCOeval(ground_truth, detections, iou_type)
         evaluation.evaluate()
@@ -212,25 +290,35 @@ def _detection_collate():
     try:
         from course_utils.data.datasets import detection_collate
     except ImportError:
+
         def detection_collate(batch):
             return tuple(zip(*batch))
+
     return detection_collate
 
 
 def _cpu_prediction(output: Mapping, score_threshold: float) -> dict:
     """A detector's output for one image on the CPU, scores >= threshold, masks as bool (N, H, W)."""
     keep = output["scores"] >= score_threshold
-    prediction = {key: _plain(value[keep]) for key, value in output.items()
-                  if isinstance(value, torch.Tensor) and value.shape[:1] == keep.shape}
+    prediction = {
+        key: _plain(value[keep])
+        for key, value in output.items()
+        if isinstance(value, torch.Tensor) and value.shape[:1] == keep.shape
+    }
     if "masks" in prediction:
         masks = prediction["masks"]
         prediction["masks"] = (masks[:, 0] if masks.ndim == 4 else masks).float() > 0.5
     return prediction
 
 
-def evaluate_detector(model: torch.nn.Module, dataset, device: torch.device | str | None = None,
-                      batch_size: int = 8, score_threshold: float = 0.0,
-                      iou_type: str = "bbox") -> tuple[dict, list[dict]]:
+def evaluate_detector(
+    model: torch.nn.Module,
+    dataset,
+    device: torch.device | str | None = None,
+    batch_size: int = 8,
+    score_threshold: float = 0.0,
+    iou_type: str = "bbox",
+) -> tuple[dict, list[dict]]:
     """Run a torchvision-style detector over ``dataset`` and score it with :func:`detection_ap`.
 
     The model is moved to ``device`` and run in eval mode under ``no_grad`` (its previous
@@ -248,8 +336,13 @@ def evaluate_detector(model: torch.nn.Module, dataset, device: torch.device | st
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     device = torch.device(device) if device is not None else pick_device()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=_detection_collate(),
-                        **loader_kwargs(device))
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=_detection_collate(),
+        **loader_kwargs(device),
+    )
     was_training = model.training
     model.to(device).eval()
     predictions, targets = [], []
@@ -266,17 +359,21 @@ def evaluate_detector(model: torch.nn.Module, dataset, device: torch.device | st
 
 # --------------------------------------------------------------------------- semantic segmentation
 
+
 def _check_label_map(value, name: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a tensor of class ids, got {type(value).__name__}")
     if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer class ids, got dtype {value.dtype}"
-                        + (" (for logits (B, C, H, W) take logits.argmax(1))" if name == "pred" else ""))
+        raise TypeError(
+            f"{name} must hold integer class ids, got dtype {value.dtype}"
+            + (" (for logits (B, C, H, W) take logits.argmax(1))" if name == "pred" else "")
+        )
     return value.as_subclass(torch.Tensor).long().flatten()
 
 
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
-                     ignore_index: int = 255) -> torch.Tensor:
+def confusion_matrix(
+    pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255
+) -> torch.Tensor:
     """Pixel counts ``C[t, p]``: pixels of true class ``t`` predicted as ``p``.
 
     Args:
@@ -288,17 +385,25 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
     """
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    if isinstance(pred, torch.Tensor) and isinstance(target, torch.Tensor) and pred.shape != target.shape:
-        raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+    if (
+        isinstance(pred, torch.Tensor)
+        and isinstance(target, torch.Tensor)
+        and pred.shape != target.shape
+    ):
+        raise ValueError(
+            f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
     pred, target = _check_label_map(pred, "pred"), _check_label_map(target, "target")
     valid = target != ignore_index
     pred, target = pred[valid], target[valid]
     for name, ids in (("target", target), ("pred", pred)):
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= num_classes):
-            raise ValueError(f"{name} must hold class ids in [0, {num_classes})"
-                             + (f" or {ignore_index} (ignored)" if name == "target" else "")
-                             + f", got range [{int(ids.min())}, {int(ids.max())}]")
-    counts = torch.bincount(target * num_classes + pred.to(target.device), minlength=num_classes ** 2)
+            raise ValueError(
+                f"{name} must hold class ids in [0, {num_classes})"
+                + (f" or {ignore_index} (ignored)" if name == "target" else "")
+                + f", got range [{int(ids.min())}, {int(ids.max())}]"
+            )
+    counts = torch.bincount(target * num_classes + pred.to(target.device), minlength=num_classes**2)
     return counts.reshape(num_classes, num_classes)
 
 
@@ -312,10 +417,19 @@ def segmentation_scores(confusion: torch.Tensor) -> dict:
         pixels / counted pixels; ``mean_accuracy``: mean over classes present in the targets
         of the fraction of their pixels predicted correctly. NaN when nothing was counted.
     """
-    if not isinstance(confusion, torch.Tensor) or confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1]:
-        raise ValueError("confusion must be a square (C, C) tensor, got "
-                         + (f"shape {tuple(confusion.shape)}" if isinstance(confusion, torch.Tensor)
-                            else type(confusion).__name__))
+    if (
+        not isinstance(confusion, torch.Tensor)
+        or confusion.ndim != 2
+        or confusion.shape[0] != confusion.shape[1]
+    ):
+        raise ValueError(
+            "confusion must be a square (C, C) tensor, got "
+            + (
+                f"shape {tuple(confusion.shape)}"
+                if isinstance(confusion, torch.Tensor)
+                else type(confusion).__name__
+            )
+        )
     counts = confusion.detach().cpu().double()
     if counts.numel() and float(counts.min()) < 0:
         raise ValueError("confusion must hold non-negative pixel counts")
@@ -323,12 +437,22 @@ def segmentation_scores(confusion: torch.Tensor) -> dict:
     in_target, in_prediction = counts.sum(1), counts.sum(0)
     iou = correct / (in_target + in_prediction - correct)  # 0 / 0 = NaN for absent classes
     class_accuracy = correct / in_target
-    return {"iou": iou, "mIoU": float(iou.nanmean()), "pixel_accuracy": float(correct.sum() / counts.sum()),
-            "mean_accuracy": float(class_accuracy.nanmean())}
+    return {
+        "iou": iou,
+        "mIoU": float(iou.nanmean()),
+        "pixel_accuracy": float(correct.sum() / counts.sum()),
+        "mean_accuracy": float(class_accuracy.nanmean()),
+    }
 
 
-def evaluate_segmenter(model: torch.nn.Module, dataset, num_classes: int, device: torch.device | str | None = None,
-                       batch_size: int = 16, ignore_index: int = 255) -> dict:
+def evaluate_segmenter(
+    model: torch.nn.Module,
+    dataset,
+    num_classes: int,
+    device: torch.device | str | None = None,
+    batch_size: int = 16,
+    ignore_index: int = 255,
+) -> dict:
     """Run a segmentation model over ``dataset`` of ``(image (3, H, W), mask (H, W) int64)`` items.
 
     The model may return logits (B, C, h, w) or a dict with ``"out"``; logits are up-sampled
@@ -355,7 +479,9 @@ def evaluate_segmenter(model: torch.nn.Module, dataset, num_classes: int, device
                     masks = masks[:, 0]
                 logits = segmentation_logits(model(images), masks.shape[-2:])
                 if logits.shape[1] != num_classes:
-                    raise ValueError(f"the model predicts {logits.shape[1]} classes but num_classes={num_classes}")
+                    raise ValueError(
+                        f"the model predicts {logits.shape[1]} classes but num_classes={num_classes}"
+                    )
                 confusion += confusion_matrix(logits.argmax(1), masks, num_classes, ignore_index)
     finally:
         model.train(was_training)
@@ -363,6 +489,7 @@ def evaluate_segmenter(model: torch.nn.Module, dataset, num_classes: int, device
 
 
 # --------------------------------------------------------------------------- speed
+
 
 def _first_device(images) -> torch.device:
     if isinstance(images, torch.Tensor):
@@ -373,8 +500,13 @@ def _first_device(images) -> torch.device:
     return pick_device()
 
 
-def time_per_image(fn: Callable, images, warmup: int = 2, repeats: int = 5,
-                   device: torch.device | str | None = None) -> dict:
+def time_per_image(
+    fn: Callable,
+    images,
+    warmup: int = 2,
+    repeats: int = 5,
+    device: torch.device | str | None = None,
+) -> dict:
     """Milliseconds per image of ``fn(images)``, the median over ``repeats`` timed calls.
 
     ``fn`` is called on the whole batch at once (``images``: a (B, C, H, W) tensor or a list
@@ -387,10 +519,14 @@ def time_per_image(fn: Callable, images, warmup: int = 2, repeats: int = 5,
         ``{"ms_per_image": median seconds / B * 1000, "images_per_s": B / median seconds}``.
     """
     if not callable(fn):
-        raise TypeError(f"fn must be callable (a model or a function of the images), got {type(fn).__name__}")
+        raise TypeError(
+            f"fn must be callable (a model or a function of the images), got {type(fn).__name__}"
+        )
     if isinstance(images, torch.Tensor):
         if images.ndim != 4 or images.shape[0] == 0:
-            raise ValueError(f"images must be a (B, C, H, W) batch with B >= 1, got shape {tuple(images.shape)}")
+            raise ValueError(
+                f"images must be a (B, C, H, W) batch with B >= 1, got shape {tuple(images.shape)}"
+            )
     elif not isinstance(images, (list, tuple)) or not images:
         raise TypeError("images must be a (B, C, H, W) tensor or a non-empty list of CHW tensors")
     if not isinstance(warmup, int) or warmup < 0:

@@ -51,8 +51,11 @@ def _require_positive_int(value, name: str) -> int:
 def _pair(value, name: str) -> tuple[int, int]:
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
-    if (not isinstance(value, (tuple, list)) or len(value) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
         raise TypeError(f"{name} must be an int or a pair (h, w) of ints, got {value!r}")
     for v in value:
         _require_positive_int(v, name)
@@ -62,7 +65,9 @@ def _pair(value, name: str) -> tuple[int, int]:
 # --------------------------------------------------------------------------- convolutionalization
 
 
-def linear_to_conv(linear: nn.Linear, in_channels: int, kernel_size: int | tuple[int, int] = 1) -> nn.Conv2d:
+def linear_to_conv(
+    linear: nn.Linear, in_channels: int, kernel_size: int | tuple[int, int] = 1
+) -> nn.Conv2d:
     """The convolution that computes exactly what ``linear`` computes on a flattened map.
 
     ``linear``: ``nn.Linear(in_channels * kh * kw, out)`` that reads a ``(in_channels, kh, kw)``
@@ -78,8 +83,10 @@ def linear_to_conv(linear: nn.Linear, in_channels: int, kernel_size: int | tuple
     _require_positive_int(in_channels, "in_channels")
     kh, kw = _pair(kernel_size, "kernel_size")
     if linear.in_features != in_channels * kh * kw:
-        raise ValueError(f"linear.in_features ({linear.in_features}) must equal in_channels * kh * kw "
-                         f"= {in_channels} * {kh} * {kw} = {in_channels * kh * kw}")
+        raise ValueError(
+            f"linear.in_features ({linear.in_features}) must equal in_channels * kh * kw "
+            f"= {in_channels} * {kh} * {kw} = {in_channels * kh * kw}"
+        )
     conv = nn.Conv2d(in_channels, linear.out_features, (kh, kw), bias=linear.bias is not None)
     conv = conv.to(device=linear.weight.device, dtype=linear.weight.dtype)
     with torch.no_grad():
@@ -89,8 +96,12 @@ def linear_to_conv(linear: nn.Linear, in_channels: int, kernel_size: int | tuple
     return conv
 
 
-def crop_classifier(num_classes: int = 4, crop_size: int = 32, widths: Sequence[int] = (16, 32, 64),
-                    hidden: int = 128) -> nn.Sequential:
+def crop_classifier(
+    num_classes: int = 4,
+    crop_size: int = 32,
+    widths: Sequence[int] = (16, 32, 64),
+    hidden: int = 128,
+) -> nn.Sequential:
     """A small crop classifier in the pre-FCN style: valid convolutions, then fully connected.
 
     ``features``: per width, ``Conv2d(k=3, padding=0)`` + ReLU + ``MaxPool2d(2)``
@@ -109,9 +120,15 @@ def crop_classifier(num_classes: int = 4, crop_size: int = 32, widths: Sequence[
         layers += [nn.Conv2d(channels, width, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
         channels, size = width, (size - 2) // 2
         if size < 1:
-            raise ValueError(f"crop_size {crop_size} is too small for {len(widths)} conv+pool stages")
-    layers += [nn.Flatten(), nn.Linear(channels * size * size, hidden), nn.ReLU(inplace=True),
-               nn.Linear(hidden, num_classes)]
+            raise ValueError(
+                f"crop_size {crop_size} is too small for {len(widths)} conv+pool stages"
+            )
+    layers += [
+        nn.Flatten(),
+        nn.Linear(channels * size * size, hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, num_classes),
+    ]
     return nn.Sequential(*layers)
 
 
@@ -121,9 +138,13 @@ def _feature_shape(layers: Sequence[nn.Module], crop_size: tuple[int, int]) -> t
     device = parameter.device if parameter is not None else torch.device("cpu")
     dtype = parameter.dtype if parameter is not None else torch.float32
     with torch.no_grad():
-        out = nn.Sequential(*layers).eval()(torch.zeros(1, 3, *crop_size, device=device, dtype=dtype))
+        out = nn.Sequential(*layers).eval()(
+            torch.zeros(1, 3, *crop_size, device=device, dtype=dtype)
+        )
     if out.ndim != 4:
-        raise ValueError(f"the layers before nn.Flatten must output a (B, C, h, w) map, got {tuple(out.shape)}")
+        raise ValueError(
+            f"the layers before nn.Flatten must output a (B, C, h, w) map, got {tuple(out.shape)}"
+        )
     return int(out.shape[1]), int(out.shape[2]), int(out.shape[3])
 
 
@@ -149,7 +170,7 @@ def convolutionalize(classifier: nn.Sequential, crop_size: int | tuple[int, int]
     channels, height, width = _feature_shape(layers[:at], crop_size)
     converted: list[nn.Module] = [copy.deepcopy(layer) for layer in layers[:at]]
     first = True
-    for layer in layers[at + 1:]:
+    for layer in layers[at + 1 :]:
         if isinstance(layer, nn.Linear):
             if first:
                 converted.append(linear_to_conv(layer, channels, (height, width)))
@@ -161,7 +182,9 @@ def convolutionalize(classifier: nn.Sequential, crop_size: int | tuple[int, int]
         else:
             converted.append(copy.deepcopy(layer))
     if first:
-        raise ValueError("classifier has no nn.Linear after its nn.Flatten: nothing to convolutionalize")
+        raise ValueError(
+            "classifier has no nn.Linear after its nn.Flatten: nothing to convolutionalize"
+        )
     return nn.Sequential(*converted)
 
 
@@ -176,8 +199,9 @@ def feature_stride(classifier: nn.Sequential) -> int:
     return stride
 
 
-def sliding_window_scores(classifier: nn.Module, image: torch.Tensor, window: int, stride: int,
-                          batch_size: int = 256) -> torch.Tensor:
+def sliding_window_scores(
+    classifier: nn.Module, image: torch.Tensor, window: int, stride: int, batch_size: int = 256
+) -> torch.Tensor:
     """Run ``classifier`` on every ``window`` x ``window`` crop of ``image`` (the slow way).
 
     ``image``: float ``(3, H, W)``; windows start at ``0, stride, 2*stride, ...`` while they
@@ -185,7 +209,9 @@ def sliding_window_scores(classifier: nn.Module, image: torch.Tensor, window: in
     ``[:, i, j]`` is the classifier's output for the crop at ``(i*stride, j*stride)``.
     """
     if not isinstance(image, torch.Tensor) or image.ndim != 3:
-        raise ValueError(f"image must be a (3, H, W) tensor, got {getattr(image, 'shape', type(image))}")
+        raise ValueError(
+            f"image must be a (3, H, W) tensor, got {getattr(image, 'shape', type(image))}"
+        )
     _require_positive_int(window, "window")
     _require_positive_int(stride, "stride")
     _require_positive_int(batch_size, "batch_size")
@@ -195,7 +221,9 @@ def sliding_window_scores(classifier: nn.Module, image: torch.Tensor, window: in
     crops = image.unfold(1, window, stride).unfold(2, window, stride)  # (3, ny, nx, window, window)
     ny, nx = crops.shape[1], crops.shape[2]
     crops = crops.permute(1, 2, 0, 3, 4).reshape(ny * nx, channels, window, window)
-    scores = torch.cat([classifier(crops[i:i + batch_size]) for i in range(0, len(crops), batch_size)])
+    scores = torch.cat(
+        [classifier(crops[i : i + batch_size]) for i in range(0, len(crops), batch_size)]
+    )
     return scores.reshape(ny, nx, -1).permute(2, 0, 1)
 
 
@@ -244,8 +272,9 @@ class Upsample(nn.Module):
         self.deconv: nn.ConvTranspose2d | None = None
         if mode == "learned" and factor > 1:
             weight = bilinear_kernel(channels, factor)
-            self.deconv = nn.ConvTranspose2d(channels, channels, weight.shape[-1], stride=factor,
-                                             padding=factor // 2, bias=False)
+            self.deconv = nn.ConvTranspose2d(
+                channels, channels, weight.shape[-1], stride=factor, padding=factor // 2, bias=False
+            )
             with torch.no_grad():
                 self.deconv.weight.copy_(weight)
 
@@ -263,11 +292,23 @@ class Upsample(nn.Module):
 # --------------------------------------------------------------------------- the network
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, dilation: int = 1, stride: int = 1) -> nn.Sequential:
+def conv_bn_relu(
+    in_channels: int, out_channels: int, dilation: int = 1, stride: int = 1
+) -> nn.Sequential:
     """3x3 convolution (padding = dilation keeps the size at stride 1) + BatchNorm + ReLU."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
-        nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+        nn.Conv2d(
+            in_channels,
+            out_channels,
+            3,
+            stride=stride,
+            padding=dilation,
+            dilation=dilation,
+            bias=False,
+        ),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
 
 
 class TinyBackbone(nn.Module):
@@ -285,8 +326,13 @@ class TinyBackbone(nn.Module):
     the dilation a layer on top of ``pool5`` should use.
     """
 
-    def __init__(self, channels: Sequence[int] = (16, 32, 48, 64, 96), convs_per_stage: int = 1,
-                 in_channels: int = 3, replace_stride_with_dilation: Sequence[bool] = (False, False)) -> None:
+    def __init__(
+        self,
+        channels: Sequence[int] = (16, 32, 48, 64, 96),
+        convs_per_stage: int = 1,
+        in_channels: int = 3,
+        replace_stride_with_dilation: Sequence[bool] = (False, False),
+    ) -> None:
         super().__init__()
         channels = tuple(channels)
         if len(channels) != 5:
@@ -296,13 +342,17 @@ class TinyBackbone(nn.Module):
         _require_positive_int(convs_per_stage, "convs_per_stage")
         dilate = tuple(bool(d) for d in replace_stride_with_dilation)
         if len(dilate) != 2:
-            raise ValueError(f"replace_stride_with_dilation must be 2 booleans (stages 4, 5), got {dilate}")
+            raise ValueError(
+                f"replace_stride_with_dilation must be 2 booleans (stages 4, 5), got {dilate}"
+            )
         self.stages = nn.ModuleDict()
         self.strides: dict[str, int] = {}
         self.out_channels: dict[str, int] = {}
         stride, dilation, previous = 1, 1, in_channels
         for index, width in enumerate(channels, start=1):
-            if index == 1:  # the stem: a stride-2 convolution instead of conv + pool at full resolution
+            if (
+                index == 1
+            ):  # the stem: a stride-2 convolution instead of conv + pool at full resolution
                 layers = [conv_bn_relu(previous, width, stride=2)]
                 layers += [conv_bn_relu(width, width) for _ in range(convs_per_stage - 1)]
                 stride *= 2
@@ -310,7 +360,10 @@ class TinyBackbone(nn.Module):
                 self.strides["pool1"], self.out_channels["pool1"] = stride, width
                 previous = width
                 continue
-            layers = [conv_bn_relu(previous if i == 0 else width, width, dilation) for i in range(convs_per_stage)]
+            layers = [
+                conv_bn_relu(previous if i == 0 else width, width, dilation)
+                for i in range(convs_per_stage)
+            ]
             if index >= 4 and dilate[index - 4]:
                 dilation *= 2
             else:
@@ -357,9 +410,16 @@ class FCN(nn.Module):
     ``output_stride`` is the stride of the last map before the final up-sampling (32, 16, 8).
     """
 
-    def __init__(self, num_classes: int, variant: str = "32s", backbone: TinyBackbone | None = None,
-                 head_channels: int = 96, upsample: str = "bilinear", context: nn.Module | None = None,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        variant: str = "32s",
+        backbone: TinyBackbone | None = None,
+        head_channels: int = 96,
+        upsample: str = "bilinear",
+        context: nn.Module | None = None,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         _require_positive_int(num_classes, "num_classes")
         _require_positive_int(head_channels, "head_channels")
@@ -377,10 +437,20 @@ class FCN(nn.Module):
         self.num_classes, self.variant, self.upsample_mode = num_classes, variant, upsample
         dilation = self.backbone.dilation
         self.head = nn.Sequential(
-            nn.Conv2d(self.backbone.out_channels["pool5"], head_channels, 3, padding=dilation, dilation=dilation),
-            nn.ReLU(inplace=True), nn.Dropout2d(dropout),
-            nn.Conv2d(head_channels, head_channels, 1), nn.ReLU(inplace=True), nn.Dropout2d(dropout),
-            nn.Conv2d(head_channels, num_classes, 1))
+            nn.Conv2d(
+                self.backbone.out_channels["pool5"],
+                head_channels,
+                3,
+                padding=dilation,
+                dilation=dilation,
+            ),
+            nn.ReLU(inplace=True),
+            nn.Dropout2d(dropout),
+            nn.Conv2d(head_channels, head_channels, 1),
+            nn.ReLU(inplace=True),
+            nn.Dropout2d(dropout),
+            nn.Conv2d(head_channels, num_classes, 1),
+        )
         self.context = context
         self.skips = _SKIPS[variant]
         self.score_skips = nn.ModuleDict()
@@ -431,8 +501,10 @@ class FCN(nn.Module):
             raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
         total = self.backbone.total_stride
         if images.shape[-2] % total or images.shape[-1] % total:
-            raise ValueError(f"image height and width must be multiples of {total} (the backbone's stride), "
-                             f"got {tuple(images.shape[-2:])}: pad or resize the images")
+            raise ValueError(
+                f"image height and width must be multiples of {total} (the backbone's stride), "
+                f"got {tuple(images.shape[-2:])}: pad or resize the images"
+            )
         scores, features = self.front_end(images)
         if self.context is not None:
             scores = self.context(scores)
@@ -453,23 +525,46 @@ class FCN(nn.Module):
         copied = {key: value for key, value in other.state_dict().items() if key in own}
         mismatched = [key for key, value in copied.items() if own[key].shape != value.shape]
         if mismatched:
-            raise ValueError(f"other has another architecture: {mismatched[0]} is {tuple(copied[mismatched[0]].shape)} "
-                             f"there but {tuple(own[mismatched[0]].shape)} here (same channels/head_channels/classes?)")
-        missing = [key for key in own if key.startswith(("backbone.", "head.")) and key not in copied]
+            raise ValueError(
+                f"other has another architecture: {mismatched[0]} is {tuple(copied[mismatched[0]].shape)} "
+                f"there but {tuple(own[mismatched[0]].shape)} here (same channels/head_channels/classes?)"
+            )
+        missing = [
+            key for key in own if key.startswith(("backbone.", "head.")) and key not in copied
+        ]
         if missing:
-            raise ValueError(f"other lacks {missing[0]}: both models need the same backbone and head")
+            raise ValueError(
+                f"other lacks {missing[0]}: both models need the same backbone and head"
+            )
         self.load_state_dict(copied, strict=False)
         return self
 
 
-def fcn(num_classes: int, variant: str = "32s", *, channels: Sequence[int] = (16, 32, 48, 64, 96),
-        convs_per_stage: int = 1, head_channels: int = 96, upsample: str = "bilinear",
-        context: nn.Module | None = None, replace_stride_with_dilation: Sequence[bool] = (False, False),
-        dropout: float = 0.0) -> FCN:
+def fcn(
+    num_classes: int,
+    variant: str = "32s",
+    *,
+    channels: Sequence[int] = (16, 32, 48, 64, 96),
+    convs_per_stage: int = 1,
+    head_channels: int = 96,
+    upsample: str = "bilinear",
+    context: nn.Module | None = None,
+    replace_stride_with_dilation: Sequence[bool] = (False, False),
+    dropout: float = 0.0,
+) -> FCN:
     """Build an :class:`FCN` with a fresh :class:`TinyBackbone` (one call, every knob)."""
-    backbone = TinyBackbone(channels, convs_per_stage, replace_stride_with_dilation=replace_stride_with_dilation)
-    return FCN(num_classes, variant, backbone, head_channels=head_channels, upsample=upsample,
-               context=context, dropout=dropout)
+    backbone = TinyBackbone(
+        channels, convs_per_stage, replace_stride_with_dilation=replace_stride_with_dilation
+    )
+    return FCN(
+        num_classes,
+        variant,
+        backbone,
+        head_channels=head_channels,
+        upsample=upsample,
+        context=context,
+        dropout=dropout,
+    )
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -497,7 +592,9 @@ def boundary_mask(semantic: torch.Tensor, width: int = 2, ignore_index: int = 25
     how sharp a prediction is: accuracy on these pixels vs everywhere.
     """
     if not isinstance(semantic, torch.Tensor) or semantic.ndim not in (2, 3):
-        raise ValueError(f"semantic must be an (H, W) or (B, H, W) tensor, got {getattr(semantic, 'shape', type(semantic))}")
+        raise ValueError(
+            f"semantic must be an (H, W) or (B, H, W) tensor, got {getattr(semantic, 'shape', type(semantic))}"
+        )
     if semantic.is_floating_point() or semantic.dtype == torch.bool:
         raise TypeError(f"semantic must hold integer class ids, got dtype {semantic.dtype}")
     _require_positive_int(width, "width")
@@ -521,7 +618,9 @@ def receptive_field(model: FCN) -> int:
     size, jump = 1, 1
     for module in list(model.backbone.modules()) + list(model.head.modules()):
         if isinstance(module, (nn.Conv2d, nn.MaxPool2d)):
-            kernel = module.kernel_size if isinstance(module.kernel_size, int) else module.kernel_size[0]
+            kernel = (
+                module.kernel_size if isinstance(module.kernel_size, int) else module.kernel_size[0]
+            )
             dilation = module.dilation if isinstance(module.dilation, int) else module.dilation[0]
             stride = module.stride if isinstance(module.stride, int) else module.stride[0]
             size += (dilation * (kernel - 1)) * jump

@@ -24,20 +24,38 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["receptive_field", "receptive_field_table", "dilated_layers", "layers_of", "conv_stack",
-           "gradient_map", "measure_receptive_field", "coverage", "ContextModule"]
+__all__ = [
+    "receptive_field",
+    "receptive_field_table",
+    "dilated_layers",
+    "layers_of",
+    "conv_stack",
+    "gradient_map",
+    "measure_receptive_field",
+    "coverage",
+    "ContextModule",
+]
 
 
 def _check_layers(layers) -> list[tuple[int, int, int]]:
     if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
-        raise TypeError(f"layers must be a list of (kernel_size, stride, dilation) triples, got {type(layers).__name__}")
+        raise TypeError(
+            f"layers must be a list of (kernel_size, stride, dilation) triples, got {type(layers).__name__}"
+        )
     checked = []
     for index, layer in enumerate(layers):
-        if not (isinstance(layer, (tuple, list)) and len(layer) == 3
-                and all(isinstance(v, int) and not isinstance(v, bool) for v in layer)):
-            raise TypeError(f"layers[{index}] must be a (kernel_size, stride, dilation) triple of ints, got {layer!r}")
+        if not (
+            isinstance(layer, (tuple, list))
+            and len(layer) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in layer)
+        ):
+            raise TypeError(
+                f"layers[{index}] must be a (kernel_size, stride, dilation) triple of ints, got {layer!r}"
+            )
         if min(layer) < 1:
-            raise ValueError(f"layers[{index}] = {tuple(layer)}: kernel_size, stride and dilation must be >= 1")
+            raise ValueError(
+                f"layers[{index}] = {tuple(layer)}: kernel_size, stride and dilation must be >= 1"
+            )
         checked.append(tuple(layer))
     return checked
 
@@ -50,7 +68,9 @@ def receptive_field_table(layers) -> list[dict]:
     for index, (k, s, d) in enumerate(_check_layers(layers), start=1):
         rf += d * (k - 1) * jump
         jump *= s
-        rows.append({"layer": index, "kernel_size": k, "stride": s, "dilation": d, "rf": rf, "jump": jump})
+        rows.append(
+            {"layer": index, "kernel_size": k, "stride": s, "dilation": d, "rf": rf, "jump": jump}
+        )
     return rows
 
 
@@ -75,7 +95,9 @@ def layers_of(model: nn.Module) -> list[tuple[int, int, int]]:
             for value in (module.kernel_size, module.stride, getattr(module, "dilation", 1)):
                 pair = (value, value) if isinstance(value, int) else tuple(value)
                 if pair[0] != pair[1]:
-                    raise ValueError(f"{name}: only square kernels, strides and dilations are supported")
+                    raise ValueError(
+                        f"{name}: only square kernels, strides and dilations are supported"
+                    )
                 values.append(pair[0])
             layers.append(tuple(values))
     return layers
@@ -91,7 +113,9 @@ def conv_stack(layers, channels: int = 4, in_channels: int = 1, relu: bool = Tru
     parts: list[nn.Module] = []
     previous = in_channels
     for k, s, d in _check_layers(layers):
-        parts.append(nn.Conv2d(previous, channels, k, stride=s, padding=d * (k - 1) // 2, dilation=d))
+        parts.append(
+            nn.Conv2d(previous, channels, k, stride=s, padding=d * (k - 1) // 2, dilation=d)
+        )
         if relu:
             parts.append(nn.ReLU())
         previous = channels
@@ -101,15 +125,26 @@ def conv_stack(layers, channels: int = 4, in_channels: int = 1, relu: bool = Tru
 def _replace_max_pools(module: nn.Module) -> None:
     for name, child in module.named_children():
         if isinstance(child, nn.MaxPool2d):
-            setattr(module, name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding,
-                                               ceil_mode=child.ceil_mode))
+            setattr(
+                module,
+                name,
+                nn.AvgPool2d(
+                    child.kernel_size, child.stride, child.padding, ceil_mode=child.ceil_mode
+                ),
+            )
         else:
             _replace_max_pools(child)
 
 
-def gradient_map(model: nn.Module, input_size: int | tuple[int, int], in_channels: int = 1,
-                 weights: str = "uniform", position: tuple[int, int] | None = None,
-                 image: torch.Tensor | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def gradient_map(
+    model: nn.Module,
+    input_size: int | tuple[int, int],
+    in_channels: int = 1,
+    weights: str = "uniform",
+    position: tuple[int, int] | None = None,
+    image: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """``|d mean_c output[c, position] / d input|`` summed over input channels: ``(H, W)`` on the CPU.
 
     Args:
@@ -142,8 +177,14 @@ def gradient_map(model: nn.Module, input_size: int | tuple[int, int], in_channel
     if image is None:
         image = torch.ones(1, in_channels, height, width, dtype=dtype)
         if weights == "model":
-            image = torch.randn(1, in_channels, height, width, dtype=dtype,
-                                generator=torch.Generator().manual_seed(0))
+            image = torch.randn(
+                1,
+                in_channels,
+                height,
+                width,
+                dtype=dtype,
+                generator=torch.Generator().manual_seed(0),
+            )
     image = image.detach().to(device="cpu", dtype=dtype).requires_grad_(True)
     out = probe(image)
     if out.ndim != 4:
@@ -163,16 +204,22 @@ def _support_box(grad: torch.Tensor) -> tuple[int, int, int, int]:
     return int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
 
 
-def measure_receptive_field(model: nn.Module, input_size: int | tuple[int, int], in_channels: int = 1,
-                            position: tuple[int, int] | None = None) -> tuple[int, int]:
+def measure_receptive_field(
+    model: nn.Module,
+    input_size: int | tuple[int, int],
+    in_channels: int = 1,
+    position: tuple[int, int] | None = None,
+) -> tuple[int, int]:
     """The receptive field measured from gradients: ``(height, width)`` of the bounding box of
     the non-zero support of :func:`gradient_map` (uniform weights). Raises ``ValueError`` when
     the support touches the image border (the input is too small to contain it)."""
     grad = gradient_map(model, input_size, in_channels, "uniform", position)
     top, bottom, left, right = _support_box(grad)
     if top == 0 or left == 0 or bottom == grad.shape[0] - 1 or right == grad.shape[1] - 1:
-        raise ValueError(f"the receptive field reaches the border of the {tuple(grad.shape)} input: "
-                         "use a larger input_size")
+        raise ValueError(
+            f"the receptive field reaches the border of the {tuple(grad.shape)} input: "
+            "use a larger input_size"
+        )
     return bottom - top + 1, right - left + 1
 
 
@@ -182,7 +229,7 @@ def coverage(grad: torch.Tensor) -> float:
     if not isinstance(grad, torch.Tensor) or grad.ndim != 2:
         raise ValueError("grad must be a (H, W) tensor from gradient_map")
     top, bottom, left, right = _support_box(grad)
-    box = grad[top:bottom + 1, left:right + 1]
+    box = grad[top : bottom + 1, left : right + 1]
     return float((box > 0).double().mean())
 
 
@@ -202,8 +249,12 @@ class ContextModule(nn.Module):
     (1x1) layer of ``f`` zero at initialization, so it starts as the identity either way.
     """
 
-    def __init__(self, channels: int, dilations: Sequence[int] = (1, 1, 2, 4, 8, 16, 1),
-                 identity_init: bool = True):
+    def __init__(
+        self,
+        channels: int,
+        dilations: Sequence[int] = (1, 1, 2, 4, 8, 16, 1),
+        identity_init: bool = True,
+    ):
         super().__init__()
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(f"channels must be a positive int, got {channels!r}")

@@ -25,8 +25,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["conv_transpose2d_scatter", "insert_zeros", "conv_transpose2d_via_conv", "conv2d_matrix",
-           "overlap_count", "bilinear_upsampler", "resize_conv", "border_rows"]
+__all__ = [
+    "conv_transpose2d_scatter",
+    "insert_zeros",
+    "conv_transpose2d_via_conv",
+    "conv2d_matrix",
+    "overlap_count",
+    "bilinear_upsampler",
+    "resize_conv",
+    "border_rows",
+]
 
 
 def _pair(value, name: str, minimum: int) -> tuple[int, int]:
@@ -42,27 +50,39 @@ def _check_batch(x, name: str = "x") -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor (N, C, H, W), got {type(x).__name__}")
     if x.ndim != 4 or not x.is_floating_point():
-        raise ValueError(f"{name} must be a float tensor (N, C, H, W), got shape {tuple(x.shape)}, dtype {x.dtype}")
+        raise ValueError(
+            f"{name} must be a float tensor (N, C, H, W), got shape {tuple(x.shape)}, dtype {x.dtype}"
+        )
     return x
 
 
 def _check_transposed_weight(x: torch.Tensor, weight) -> torch.Tensor:
     if not isinstance(weight, torch.Tensor) or weight.ndim != 4:
-        raise ValueError("weight must be a tensor (C_in, C_out, kH, kW) as nn.ConvTranspose2d.weight, got "
-                         f"{getattr(weight, 'shape', type(weight).__name__)}")
+        raise ValueError(
+            "weight must be a tensor (C_in, C_out, kH, kW) as nn.ConvTranspose2d.weight, got "
+            f"{getattr(weight, 'shape', type(weight).__name__)}"
+        )
     if weight.shape[0] != x.shape[1]:
-        raise ValueError(f"weight has {weight.shape[0]} input channels (dim 0 of (C_in, C_out, kH, kW)) but x has "
-                         f"{x.shape[1]}")
+        raise ValueError(
+            f"weight has {weight.shape[0]} input channels (dim 0 of (C_in, C_out, kH, kW)) but x has "
+            f"{x.shape[1]}"
+        )
     return weight
 
 
 def _transposed_sizes(x, weight, stride, padding, output_padding, dilation):
-    s, p, op, d = (_pair(stride, "stride", 1), _pair(padding, "padding", 0),
-                   _pair(output_padding, "output_padding", 0), _pair(dilation, "dilation", 1))
+    s, p, op, d = (
+        _pair(stride, "stride", 1),
+        _pair(padding, "padding", 0),
+        _pair(output_padding, "output_padding", 0),
+        _pair(dilation, "dilation", 1),
+    )
     for axis in range(2):
         if op[axis] >= max(s[axis], d[axis]):
-            raise ValueError(f"output_padding must be smaller than stride or dilation, got {output_padding!r} "
-                             f"with stride {stride!r}, dilation {dilation!r}")
+            raise ValueError(
+                f"output_padding must be smaller than stride or dilation, got {output_padding!r} "
+                f"with stride {stride!r}, dilation {dilation!r}"
+            )
     kernel = weight.shape[-2:]
     canvas = [(x.shape[2 + a] - 1) * s[a] + d[a] * (kernel[a] - 1) + 1 for a in range(2)]
     out = [canvas[a] - 2 * p[a] + op[a] for a in range(2)]
@@ -71,8 +91,15 @@ def _transposed_sizes(x, weight, stride, padding, output_padding, dilation):
     return s, p, op, d, canvas, out
 
 
-def conv_transpose2d_scatter(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                             stride=1, padding=0, output_padding=0, dilation=1) -> torch.Tensor:
+def conv_transpose2d_scatter(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    dilation=1,
+) -> torch.Tensor:
     """Transposed convolution as a scatter: the same result as ``F.conv_transpose2d``.
 
     Args:
@@ -91,7 +118,9 @@ def conv_transpose2d_scatter(x: torch.Tensor, weight: torch.Tensor, bias: torch.
     """
     x = _check_batch(x)
     weight = _check_transposed_weight(x, weight)
-    s, p, op, d, canvas, out = _transposed_sizes(x, weight, stride, padding, output_padding, dilation)
+    s, p, op, d, canvas, out = _transposed_sizes(
+        x, weight, stride, padding, output_padding, dilation
+    )
     kh, kw = weight.shape[-2:]
     n, _, height, width = x.shape
     full = x.new_zeros(n, weight.shape[1], canvas[0] + op[0], canvas[1] + op[1])
@@ -101,7 +130,7 @@ def conv_transpose2d_scatter(x: torch.Tensor, weight: torch.Tensor, bias: torch.
             rows = slice(i * s[0], i * s[0] + d[0] * (kh - 1) + 1, d[0])
             cols = slice(j * s[1], j * s[1] + d[1] * (kw - 1) + 1, d[1])
             full[:, :, rows, cols] += copy
-    result = full[:, :, p[0]:p[0] + out[0], p[1]:p[1] + out[1]]
+    result = full[:, :, p[0] : p[0] + out[0], p[1] : p[1] + out[1]]
     if bias is not None:
         result = result + bias.view(1, -1, 1, 1)
     return result
@@ -114,12 +143,19 @@ def insert_zeros(x: torch.Tensor, stride) -> torch.Tensor:
     s = _pair(stride, "stride", 1)
     n, c, height, width = x.shape
     out = x.new_zeros(n, c, (height - 1) * s[0] + 1, (width - 1) * s[1] + 1)
-    out[:, :, ::s[0], ::s[1]] = x
+    out[:, :, :: s[0], :: s[1]] = x
     return out
 
 
-def conv_transpose2d_via_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                              stride=1, padding=0, output_padding=0, dilation=1) -> torch.Tensor:
+def conv_transpose2d_via_conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    dilation=1,
+) -> torch.Tensor:
     """Transposed convolution as an ordinary convolution (Dumoulin & Visin's picture).
 
     Same arguments and result as :func:`conv_transpose2d_scatter`. Steps: insert ``s - 1``
@@ -138,8 +174,9 @@ def conv_transpose2d_via_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch
     return F.conv2d(stretched, weight.flip(-2, -1).transpose(0, 1), bias, stride=1, dilation=d)
 
 
-def conv2d_matrix(weight: torch.Tensor, input_size: tuple[int, int], stride=1, padding=0,
-                  dilation=1) -> torch.Tensor:
+def conv2d_matrix(
+    weight: torch.Tensor, input_size: tuple[int, int], stride=1, padding=0, dilation=1
+) -> torch.Tensor:
     """The matrix ``C`` of a convolution: ``conv2d(x).flatten() == C @ x.flatten()`` for one image.
 
     Args:
@@ -156,13 +193,16 @@ def conv2d_matrix(weight: torch.Tensor, input_size: tuple[int, int], stride=1, p
         raise ValueError("weight must be a tensor (C_out, C_in, kH, kW) as nn.Conv2d.weight")
     height, width = _pair(input_size, "input_size", 1)
     numel = weight.shape[1] * height * width
-    basis = torch.eye(numel, dtype=weight.dtype, device=weight.device).view(numel, weight.shape[1], height, width)
+    basis = torch.eye(numel, dtype=weight.dtype, device=weight.device).view(
+        numel, weight.shape[1], height, width
+    )
     columns = F.conv2d(basis, weight, None, stride=stride, padding=padding, dilation=dilation)
     return columns.reshape(numel, -1).T
 
 
-def overlap_count(input_size: int, kernel_size: int, stride: int, layers: int = 1,
-                  crop: int = 0) -> torch.Tensor:
+def overlap_count(
+    input_size: int, kernel_size: int, stride: int, layers: int = 1, crop: int = 0
+) -> torch.Tensor:
     """How unevenly a transposed convolution covers its output: ``(H, W)`` float.
 
     ``layers`` transposed convolutions with all-one ``kernel_size`` kernels and ``stride``
@@ -171,8 +211,13 @@ def overlap_count(input_size: int, kernel_size: int, stride: int, layers: int = 
     checkerboard when ``kernel_size % stride != 0`` (Odena et al. 2016), uniform away from
     the border when it divides. ``crop`` removes that many pixels at each border.
     """
-    for name, value, minimum in (("input_size", input_size, 1), ("kernel_size", kernel_size, 1),
-                                 ("stride", stride, 1), ("layers", layers, 1), ("crop", crop, 0)):
+    for name, value, minimum in (
+        ("input_size", input_size, 1),
+        ("kernel_size", kernel_size, 1),
+        ("stride", stride, 1),
+        ("layers", layers, 1),
+        ("crop", crop, 0),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     image = torch.ones(1, 1, input_size, input_size)
@@ -202,9 +247,13 @@ def bilinear_upsampler(channels: int, factor: int, learnable: bool = True) -> nn
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
         raise ValueError(f"factor must be a positive int, got {factor!r}")
     size = 2 * factor - factor % 2
-    layer = nn.ConvTranspose2d(channels, channels, size, stride=factor, padding=factor // 2, bias=False)
+    layer = nn.ConvTranspose2d(
+        channels, channels, size, stride=factor, padding=factor // 2, bias=False
+    )
     with torch.no_grad():
-        layer.weight.copy_(bilinear_kernel(channels, factor).to(layer.weight.dtype).view_as(layer.weight))
+        layer.weight.copy_(
+            bilinear_kernel(channels, factor).to(layer.weight.dtype).view_as(layer.weight)
+        )
     layer.weight.requires_grad_(learnable)
     return layer
 
@@ -222,11 +271,15 @@ def border_rows(factor: int) -> int:
     return factor // 2
 
 
-def resize_conv(in_channels: int, out_channels: int, factor: int, kernel_size: int = 3) -> nn.Sequential:
+def resize_conv(
+    in_channels: int, out_channels: int, factor: int, kernel_size: int = 3
+) -> nn.Sequential:
     """Odena et al.'s fix for checkerboard artifacts: nearest-neighbour resize by ``factor``,
     then a ``kernel_size`` convolution with "same" padding. ``(N, C_in, H, W)`` ->
     ``(N, C_out, f H, f W)``."""
     if kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be odd for 'same' padding, got {kernel_size}")
-    return nn.Sequential(nn.Upsample(scale_factor=factor, mode="nearest"),
-                         nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2))
+    return nn.Sequential(
+        nn.Upsample(scale_factor=factor, mode="nearest"),
+        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
+    )

@@ -42,23 +42,23 @@ def _rgb(red: int, green: int, blue: int) -> tuple[float, float, float]:
 #: Muted colours for the stuff classes, in ``STUFF_CLASSES`` order (sky, grass, gravel, brick).
 STUFF_PALETTE: tuple[tuple[float, float, float], ...] = (
     _rgb(140, 190, 235),  # sky: pale blue
-    _rgb(105, 155, 75),   # grass: olive green
+    _rgb(105, 155, 75),  # grass: olive green
     _rgb(150, 145, 135),  # gravel: warm grey
-    _rgb(165, 90, 70),    # brick: brick red
+    _rgb(165, 90, 70),  # brick: brick red
 )
 
 #: Saturated colours for detection labels 1, 2, 3, ... (``THING_PALETTE[k - 1]`` is label k).
 THING_PALETTE: tuple[tuple[float, float, float], ...] = (
-    _rgb(255, 127, 0),    # disk: orange
-    _rgb(230, 30, 230),   # triangle: magenta
-    _rgb(255, 230, 0),    # star: yellow
-    _rgb(0, 225, 225),    # cyan
-    _rgb(225, 20, 40),    # red
-    _rgb(40, 80, 255),    # blue
-    _rgb(120, 255, 60),   # lime
-    _rgb(130, 40, 200),   # purple
+    _rgb(255, 127, 0),  # disk: orange
+    _rgb(230, 30, 230),  # triangle: magenta
+    _rgb(255, 230, 0),  # star: yellow
+    _rgb(0, 225, 225),  # cyan
+    _rgb(225, 20, 40),  # red
+    _rgb(40, 80, 255),  # blue
+    _rgb(120, 255, 60),  # lime
+    _rgb(130, 40, 200),  # purple
     _rgb(255, 130, 190),  # pink
-    _rgb(0, 130, 120),    # teal
+    _rgb(0, 130, 120),  # teal
 )
 
 #: Semantic id -> colour: the stuff colours, then the thing colours (``SEMANTIC_CLASSES`` order).
@@ -69,12 +69,28 @@ BACKGROUND_COLOR: tuple[float, float, float] = (0.75, 0.75, 0.75)
 
 IGNORE_INDEX = 255
 
-_BOOKKEEPING_KEYS = frozenset({"step", "loss", "lr", "learning_rate", "epoch", "time", "elapsed",
-                               "elapsed_s", "seconds", "wall_s", "batch_size", "images_per_s",
-                               "samples", "grad_norm"})
+_BOOKKEEPING_KEYS = frozenset(
+    {
+        "step",
+        "loss",
+        "lr",
+        "learning_rate",
+        "epoch",
+        "time",
+        "elapsed",
+        "elapsed_s",
+        "seconds",
+        "wall_s",
+        "batch_size",
+        "images_per_s",
+        "samples",
+        "grad_norm",
+    }
+)
 
 
 # --------------------------------------------------------------------------- conversions
+
 
 def _as_tensor(value, name: str) -> torch.Tensor:
     """A plain CPU tensor (detached, tv_tensor wrapper removed) from a tensor, array or list."""
@@ -108,8 +124,10 @@ def to_display_array(image) -> np.ndarray:
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu().as_subclass(torch.Tensor)
         if image.ndim == 4:
-            raise ValueError(f"image must be a single image (C, H, W), got a batch of shape {tuple(image.shape)}:"
-                             " pick one with images[0]")
+            raise ValueError(
+                f"image must be a single image (C, H, W), got a batch of shape {tuple(image.shape)}:"
+                " pick one with images[0]"
+            )
         if image.ndim == 2:
             image = image[None]
         if image.dtype == torch.uint8:
@@ -121,21 +139,37 @@ def to_display_array(image) -> np.ndarray:
         if image.ndim == 3 and image.shape[-1] == 4:
             image = image[..., :3]
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (1, 3)):
-            hint = " (looks like CHW: use image.transpose(1, 2, 0))" if image.ndim == 3 and image.shape[0] in (1, 3) else ""
-            raise ValueError(f"image array must be (H, W, 3) or (H, W), got shape {image.shape}{hint}")
+            hint = (
+                " (looks like CHW: use image.transpose(1, 2, 0))"
+                if image.ndim == 3 and image.shape[0] in (1, 3)
+                else ""
+            )
+            raise ValueError(
+                f"image array must be (H, W, 3) or (H, W), got shape {image.shape}{hint}"
+            )
         if image.dtype == np.uint8:
             array = image.astype(np.float32) / 255
         elif np.issubdtype(image.dtype, np.floating):
             low, high = (float(image.min()), float(image.max())) if image.size else (0.0, 0.0)
             if low < -1e-3 or high > 1 + 1e-3:
-                raise ValueError(f"a float image array must lie in [0, 1], got range [{low:.3g}, {high:.3g}]"
-                                 + (" (values look like 0-255: use a uint8 array or divide by 255)" if high > 1.5 else ""))
+                raise ValueError(
+                    f"a float image array must lie in [0, 1], got range [{low:.3g}, {high:.3g}]"
+                    + (
+                        " (values look like 0-255: use a uint8 array or divide by 255)"
+                        if high > 1.5
+                        else ""
+                    )
+                )
             array = image.astype(np.float32)
         else:
-            raise TypeError(f"image array must be uint8 (0-255) or float in [0, 1], got dtype {image.dtype}")
+            raise TypeError(
+                f"image array must be uint8 (0-255) or float in [0, 1], got dtype {image.dtype}"
+            )
         return array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
-    raise TypeError("image must be a float tensor (C, H, W) in [0, 1], a tv_tensors.Image or a uint8 array "
-                    f"(H, W, 3), got {type(image).__name__}")
+    raise TypeError(
+        "image must be a float tensor (C, H, W) in [0, 1], a tv_tensors.Image or a uint8 array "
+        f"(H, W, 3), got {type(image).__name__}"
+    )
 
 
 def _new_axes(ax: Axes | None, size: float = 4.0) -> Axes:
@@ -147,6 +181,7 @@ def _new_axes(ax: Axes | None, size: float = 4.0) -> Axes:
 
 
 # --------------------------------------------------------------------------- colours
+
 
 def _extra_color(index: int) -> tuple[float, float, float]:
     """A fixed colour for ids beyond the palette (golden-ratio hue steps)."""
@@ -172,7 +207,11 @@ def label_color(label: int) -> tuple[float, float, float]:
         raise ValueError(f"label must be >= 0 (0 = background), got {label}")
     if label == 0:
         return BACKGROUND_COLOR
-    return THING_PALETTE[label - 1] if label <= len(THING_PALETTE) else _extra_color(label + len(STUFF_PALETTE))
+    return (
+        THING_PALETTE[label - 1]
+        if label <= len(THING_PALETTE)
+        else _extra_color(label + len(STUFF_PALETTE))
+    )
 
 
 def instance_color(index: int) -> tuple[float, float, float]:
@@ -183,6 +222,7 @@ def instance_color(index: int) -> tuple[float, float, float]:
 
 # --------------------------------------------------------------------------- images
 
+
 def show_image(image, ax: Axes | None = None, title: str | None = None) -> Axes:
     """Show one image (see :func:`to_display_array` for what is accepted) without axis ticks.
 
@@ -190,15 +230,21 @@ def show_image(image, ax: Axes | None = None, title: str | None = None) -> Axes:
     """
     array = to_display_array(image)
     ax = _new_axes(ax)
-    ax.imshow(array, cmap="gray" if array.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.imshow(
+        array, cmap="gray" if array.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest"
+    )
     ax.set_axis_off()
     if title is not None:
         ax.set_title(str(title), fontsize=9)
     return ax
 
 
-def image_grid(images, ncols: int = 4, titles: Sequence[str] | None = None,
-               figsize: tuple[float, float] | None = None):
+def image_grid(
+    images,
+    ncols: int = 4,
+    titles: Sequence[str] | None = None,
+    figsize: tuple[float, float] | None = None,
+):
     """Show images in a grid; returns ``fig, axes`` with ``axes`` a flat array (one per cell).
 
     ``images``: a sequence of images, or a batch tensor (B, C, H, W). An entry ``None``
@@ -210,11 +256,15 @@ def image_grid(images, ncols: int = 4, titles: Sequence[str] | None = None,
     if isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim == 4:
         images = list(images)
     if not isinstance(images, Sequence) or isinstance(images, str):
-        raise TypeError(f"images must be a list of images or a (B, C, H, W) tensor, got {type(images).__name__}")
+        raise TypeError(
+            f"images must be a list of images or a (B, C, H, W) tensor, got {type(images).__name__}"
+        )
     if len(images) == 0:
         raise ValueError("images is empty: nothing to show")
     if titles is not None and len(titles) != len(images):
-        raise ValueError(f"titles must have one entry per image: {len(images)} images but {len(titles)} titles")
+        raise ValueError(
+            f"titles must have one entry per image: {len(images)} images but {len(titles)} titles"
+        )
     columns = min(ncols, len(images))
     rows = math.ceil(len(images) / columns)
     if figsize is None:
@@ -238,6 +288,7 @@ def image_grid(images, ncols: int = 4, titles: Sequence[str] | None = None,
 
 # --------------------------------------------------------------------------- boxes
 
+
 def _as_xyxy(boxes) -> torch.Tensor:
     """Boxes as a float (N, 4) xyxy tensor; a ``BoundingBoxes`` in another format is converted."""
     fmt = getattr(boxes, "format", None)
@@ -250,6 +301,7 @@ def _as_xyxy(boxes) -> torch.Tensor:
         tensor = tensor.float()
     if fmt is not None and getattr(fmt, "name", "XYXY") != "XYXY":
         from torchvision.ops import box_convert
+
         tensor = box_convert(tensor, fmt.name.lower(), "xyxy")
     return validate.check_boxes(tensor, "boxes")
 
@@ -264,9 +316,18 @@ def class_name(label: int, class_names: Sequence[str] | None) -> str:
     return f"class {label}"
 
 
-def draw_boxes(ax: Axes, boxes, labels=None, scores=None, class_names: Sequence[str] | None = None,
-               color=None, linestyle: str = "-", linewidth: float = 2.0, captions: bool = True,
-               caption_at: str = "top") -> Axes:
+def draw_boxes(
+    ax: Axes,
+    boxes,
+    labels=None,
+    scores=None,
+    class_names: Sequence[str] | None = None,
+    color=None,
+    linestyle: str = "-",
+    linewidth: float = 2.0,
+    captions: bool = True,
+    caption_at: str = "top",
+) -> Axes:
     """Draw boxes (N, 4) ``(x1, y1, x2, y2)`` pixels on ``ax``, one colour per class.
 
     ``labels`` (N,) ints 1..K pick the colour (:func:`label_color`) and the caption
@@ -276,7 +337,9 @@ def draw_boxes(ax: Axes, boxes, labels=None, scores=None, class_names: Sequence[
     Returns ``ax``; each box is one ``Rectangle`` in ``ax.patches``, each caption one text.
     """
     if not isinstance(ax, Axes):
-        raise TypeError(f"ax must be a matplotlib Axes (e.g. from show_image), got {type(ax).__name__}")
+        raise TypeError(
+            f"ax must be a matplotlib Axes (e.g. from show_image), got {type(ax).__name__}"
+        )
     if caption_at not in ("top", "bottom"):
         raise ValueError(f"caption_at must be 'top' or 'bottom', got {caption_at!r}")
     boxes = _as_xyxy(boxes)
@@ -286,15 +349,30 @@ def draw_boxes(ax: Axes, boxes, labels=None, scores=None, class_names: Sequence[
     if scores is not None:
         scores = _as_tensor(scores, "scores").reshape(-1)
         if scores.shape[0] != count:
-            raise ValueError(f"scores must have one entry per box: {count} boxes but {scores.shape[0]} scores")
+            raise ValueError(
+                f"scores must have one entry per box: {count} boxes but {scores.shape[0]} scores"
+            )
     if labels is not None and class_names is None:
         class_names = _default_names("THING_CLASSES")
     for index in range(count):
         x1, y1, x2, y2 = boxes[index].tolist()
         label = None if labels is None else int(labels[index])
-        box_color = color if color is not None else (label_color(label) if label is not None else THING_PALETTE[0])
-        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=box_color,
-                               linewidth=linewidth, linestyle=linestyle))
+        box_color = (
+            color
+            if color is not None
+            else (label_color(label) if label is not None else THING_PALETTE[0])
+        )
+        ax.add_patch(
+            Rectangle(
+                (x1, y1),
+                x2 - x1,
+                y2 - y1,
+                fill=False,
+                edgecolor=box_color,
+                linewidth=linewidth,
+                linestyle=linestyle,
+            )
+        )
         parts = []
         if label is not None:
             parts.append(class_name(label, class_names))
@@ -302,14 +380,30 @@ def draw_boxes(ax: Axes, boxes, labels=None, scores=None, class_names: Sequence[
             parts.append(f"{float(scores[index]):.2f}")
         if captions and parts:
             y, va = (y1, "bottom") if caption_at == "top" else (y2, "top")
-            ax.text(x1, y, " ".join(parts), fontsize=7, color="black", va=va, ha="left", clip_on=True,
-                    bbox={"facecolor": box_color, "alpha": 0.75, "pad": 1, "edgecolor": "none"})
+            ax.text(
+                x1,
+                y,
+                " ".join(parts),
+                fontsize=7,
+                color="black",
+                va=va,
+                ha="left",
+                clip_on=True,
+                bbox={"facecolor": box_color, "alpha": 0.75, "pad": 1, "edgecolor": "none"},
+            )
     return ax
 
 
-def show_detections(image, target: Mapping | None = None, prediction: Mapping | None = None,
-                    score_threshold: float = 0.5, class_names: Sequence[str] | None = None,
-                    ax: Axes | None = None, show_masks: bool = False, title: str | None = None) -> Axes:
+def show_detections(
+    image,
+    target: Mapping | None = None,
+    prediction: Mapping | None = None,
+    score_threshold: float = 0.5,
+    class_names: Sequence[str] | None = None,
+    ax: Axes | None = None,
+    show_masks: bool = False,
+    title: str | None = None,
+) -> Axes:
     """Show an image with ground truth boxes (dashed) and predicted boxes (solid).
 
     ``target``: dict with ``boxes`` (N, 4) xyxy pixels and ``labels`` (N,), as the datasets
@@ -325,27 +419,46 @@ def show_detections(image, target: Mapping | None = None, prediction: Mapping | 
     masks_to_show = None
     parts = []
     if target is not None:
-        validate.check_target({key: _as_tensor(value, f"target['{key}']") for key, value in target.items()
-                               if key in ("boxes", "labels", "masks")}, canvas_size=(height, width))
-        draw_boxes(ax, target["boxes"], target["labels"], class_names=class_names, linestyle="--",
-                   linewidth=1.5, caption_at="bottom")
+        validate.check_target(
+            {
+                key: _as_tensor(value, f"target['{key}']")
+                for key, value in target.items()
+                if key in ("boxes", "labels", "masks")
+            },
+            canvas_size=(height, width),
+        )
+        draw_boxes(
+            ax,
+            target["boxes"],
+            target["labels"],
+            class_names=class_names,
+            linestyle="--",
+            linewidth=1.5,
+            caption_at="bottom",
+        )
         parts.append(f"truth (dashed): {len(target['labels'])}")
         masks_to_show = target.get("masks")
     if prediction is not None:
         if not isinstance(prediction, Mapping) or "boxes" not in prediction:
-            raise TypeError("prediction must be a dict with 'boxes', 'labels' and 'scores' (a torchvision "
-                            f"detector's output for one image), got {type(prediction).__name__}")
+            raise TypeError(
+                "prediction must be a dict with 'boxes', 'labels' and 'scores' (a torchvision "
+                f"detector's output for one image), got {type(prediction).__name__}"
+            )
         boxes = _as_xyxy(prediction["boxes"])
         keep = torch.ones(boxes.shape[0], dtype=torch.bool)
         scores = None
         if prediction.get("scores") is not None:
             scores = _as_tensor(prediction["scores"], "prediction['scores']").reshape(-1).float()
             if scores.shape[0] != boxes.shape[0]:
-                raise ValueError(f"prediction has {boxes.shape[0]} boxes but {scores.shape[0]} scores")
+                raise ValueError(
+                    f"prediction has {boxes.shape[0]} boxes but {scores.shape[0]} scores"
+                )
             keep = scores >= score_threshold
             scores = scores[keep]
         labels = prediction.get("labels")
-        labels = None if labels is None else _as_tensor(labels, "prediction['labels']").reshape(-1)[keep]
+        labels = (
+            None if labels is None else _as_tensor(labels, "prediction['labels']").reshape(-1)[keep]
+        )
         draw_boxes(ax, boxes[keep], labels, scores, class_names=class_names, linestyle="-")
         parts.append(f"predicted (solid, score ≥ {score_threshold:.2f}): {int(keep.sum())}")
         if prediction.get("masks") is not None:
@@ -357,6 +470,7 @@ def show_detections(image, target: Mapping | None = None, prediction: Mapping | 
 
 
 # --------------------------------------------------------------------------- masks
+
 
 def _binary_masks(masks, threshold: float) -> torch.Tensor:
     """Masks as bool (N, H, W): (N, 1, H, W) is squeezed, float probabilities are thresholded."""
@@ -370,8 +484,14 @@ def _binary_masks(masks, threshold: float) -> torch.Tensor:
     return validate.check_masks(masks, name="masks").bool()
 
 
-def overlay_instance_masks(ax_or_image, masks, labels=None, alpha: float = 0.5,
-                           class_names: Sequence[str] | None = None, threshold: float = 0.5) -> Axes:
+def overlay_instance_masks(
+    ax_or_image,
+    masks,
+    labels=None,
+    alpha: float = 0.5,
+    class_names: Sequence[str] | None = None,
+    threshold: float = 0.5,
+) -> Axes:
     """Colour each instance mask in its own colour (:func:`instance_color`), with its outline.
 
     ``ax_or_image``: axes to draw on, or an image to show first. ``masks``: bool/uint8
@@ -387,7 +507,9 @@ def overlay_instance_masks(ax_or_image, masks, labels=None, alpha: float = 0.5,
     else:
         height, width = to_display_array(ax_or_image).shape[:2]
         if tuple(masks.shape[-2:]) != (height, width):
-            raise ValueError(f"masks must be {(height, width)} like the image, got {tuple(masks.shape[-2:])}")
+            raise ValueError(
+                f"masks must be {(height, width)} like the image, got {tuple(masks.shape[-2:])}"
+            )
         ax = show_image(ax_or_image)
     if labels is not None:
         labels = validate.check_labels(_as_tensor(labels, "labels").reshape(-1), masks.shape[0])
@@ -404,8 +526,15 @@ def overlay_instance_masks(ax_or_image, masks, labels=None, alpha: float = 0.5,
         ax.contour(mask.astype(np.float32), levels=[0.5], colors=[color], linewidths=1.0)
         if labels is not None:
             ys, xs = np.nonzero(mask)
-            ax.text(xs.min(), ys.min(), class_name(int(labels[index]), class_names), fontsize=7, va="bottom",
-                    clip_on=True, bbox={"facecolor": color, "alpha": 0.75, "pad": 1, "edgecolor": "none"})
+            ax.text(
+                xs.min(),
+                ys.min(),
+                class_name(int(labels[index]), class_names),
+                fontsize=7,
+                va="bottom",
+                clip_on=True,
+                bbox={"facecolor": color, "alpha": 0.75, "pad": 1, "edgecolor": "none"},
+            )
     ax.imshow(overlay, interpolation="nearest")
     return ax
 
@@ -417,14 +546,22 @@ def semantic_to_rgb(semantic, num_classes: int | None = None) -> np.ndarray:
     """
     semantic = validate.check_semantic(_as_tensor(semantic, "semantic"), num_classes).long().numpy()
     top = int(semantic[semantic != IGNORE_INDEX].max(initial=0))
-    colors = np.array([semantic_color(index) for index in range(max(top + 1, len(PALETTE)))], dtype=np.float32)
+    colors = np.array(
+        [semantic_color(index) for index in range(max(top + 1, len(PALETTE)))], dtype=np.float32
+    )
     rgb = colors[np.where(semantic == IGNORE_INDEX, 0, semantic)]
     rgb[semantic == IGNORE_INDEX] = 0.0
     return rgb
 
 
-def show_semantic(image, semantic, class_names: Sequence[str] | None = None, ax: Axes | None = None,
-                  legend: bool = True, alpha: float = 0.6) -> Axes:
+def show_semantic(
+    image,
+    semantic,
+    class_names: Sequence[str] | None = None,
+    ax: Axes | None = None,
+    legend: bool = True,
+    alpha: float = 0.6,
+) -> Axes:
     """Show a semantic map in the fixed :data:`PALETTE` over its image, with a legend.
 
     ``image``: the picture under the map, or ``None`` to show the map alone (opaque).
@@ -451,23 +588,43 @@ def show_semantic(image, semantic, class_names: Sequence[str] | None = None, ax:
         alpha = 1.0
     else:
         ax = show_image(image, ax=ax)
-    rgba = np.concatenate([semantic_to_rgb(semantic, num_classes),
-                           np.full((*semantic.shape, 1), alpha, dtype=np.float32)], axis=-1)
+    rgba = np.concatenate(
+        [
+            semantic_to_rgb(semantic, num_classes),
+            np.full((*semantic.shape, 1), alpha, dtype=np.float32),
+        ],
+        axis=-1,
+    )
     ignored = (semantic == IGNORE_INDEX).numpy()
     rgba[ignored, 3] = 0.0
     ax.imshow(rgba, interpolation="nearest")
     if legend:
-        count = num_classes if num_classes is not None else int(semantic.numpy()[~ignored].max(initial=0)) + 1
-        handles = [Patch(facecolor=semantic_color(index), edgecolor="black", linewidth=0.5,
-                         label=str(class_names[index]) if class_names is not None else f"class {index}")
-                   for index in range(count)]
+        count = (
+            num_classes
+            if num_classes is not None
+            else int(semantic.numpy()[~ignored].max(initial=0)) + 1
+        )
+        handles = [
+            Patch(
+                facecolor=semantic_color(index),
+                edgecolor="black",
+                linewidth=0.5,
+                label=str(class_names[index]) if class_names is not None else f"class {index}",
+            )
+            for index in range(count)
+        ]
         if ignored.any():
-            handles.append(Patch(facecolor="none", edgecolor="black", linewidth=0.5, label="ignored (255)"))
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+            handles.append(
+                Patch(facecolor="none", edgecolor="black", linewidth=0.5, label="ignored (255)")
+            )
+        ax.legend(
+            handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False
+        )
     return ax
 
 
 # --------------------------------------------------------------------------- training curves
+
 
 def smooth(values, weight: float = 0.9) -> np.ndarray:
     """Exponential moving average with bias correction (as TensorBoard's smoothing).
@@ -494,23 +651,36 @@ def _flatten_record(record: Mapping) -> dict:
         flat.update(components)
     val = record.get("val")
     if isinstance(val, Mapping):
-        flat.update({key if str(key).startswith("val") else f"val_{key}": value for key, value in val.items()})
+        flat.update(
+            {
+                key if str(key).startswith("val") else f"val_{key}": value
+                for key, value in val.items()
+            }
+        )
     return flat
 
 
 def _history_records(history) -> list[dict]:
     records = getattr(history, "records", history)
     if not isinstance(records, Sequence) or isinstance(records, str):
-        raise TypeError("history must be a History (with .records) or a list of dicts like "
-                        f"{{'step': 10, 'loss': 0.5}}, got {type(history).__name__}")
+        raise TypeError(
+            "history must be a History (with .records) or a list of dicts like "
+            f"{{'step': 10, 'loss': 0.5}}, got {type(history).__name__}"
+        )
     for index, record in enumerate(records):
         if not isinstance(record, Mapping) or "step" not in record:
-            raise ValueError(f"history record {index} must be a dict with a 'step' key, got {record!r}")
+            raise ValueError(
+                f"history record {index} must be a dict with a 'step' key, got {record!r}"
+            )
     return [_flatten_record(record) for record in records]
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )
 
 
 def _series(records: Sequence[Mapping], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -523,8 +693,11 @@ def _numeric_keys(records: Sequence[Mapping]) -> list[str]:
     """Every key with a number somewhere, in order of first appearance, bookkeeping excluded."""
     keys: list[str] = []
     for record in records:
-        keys.extend(key for key, value in record.items()
-                    if key not in _BOOKKEEPING_KEYS and key not in keys and _is_number(value))
+        keys.extend(
+            key
+            for key, value in record.items()
+            if key not in _BOOKKEEPING_KEYS and key not in keys and _is_number(value)
+        )
     return keys
 
 
@@ -532,8 +705,14 @@ def _is_validation_metric(key: str) -> bool:
     return key.startswith("val") and "loss" not in key
 
 
-def plot_history(history, smoothing: float = 0.9, metrics: Sequence[str] | None = None,
-                 components: bool = True, ax: Axes | None = None, log_loss: bool = False):
+def plot_history(
+    history,
+    smoothing: float = 0.9,
+    metrics: Sequence[str] | None = None,
+    components: bool = True,
+    ax: Axes | None = None,
+    log_loss: bool = False,
+):
     """Plot a training run: the loss per step (raw, faint) with its smoothed curve, and the
     validation metrics on a second y axis.
 
@@ -557,9 +736,16 @@ def plot_history(history, smoothing: float = 0.9, metrics: Sequence[str] | None 
         metric_keys = list(metrics)
         missing = [key for key in metric_keys if key not in numeric]
         if missing:
-            raise ValueError(f"metrics {missing} have no numbers in the history's records (numeric keys: {numeric})")
-    loss_keys = [key for key in numeric if key not in metric_keys and not _is_validation_metric(key)
-                 and (components or key.startswith("val"))]
+            raise ValueError(
+                f"metrics {missing} have no numbers in the history's records (numeric keys: {numeric})"
+            )
+    loss_keys = [
+        key
+        for key in numeric
+        if key not in metric_keys
+        and not _is_validation_metric(key)
+        and (components or key.startswith("val"))
+    ]
     if steps.size == 0 and not metric_keys and not loss_keys:
         raise ValueError("history has no 'loss' and no metric values to plot")
     created = ax is None
@@ -572,13 +758,25 @@ def plot_history(history, smoothing: float = 0.9, metrics: Sequence[str] | None 
     if steps.size:
         ax.plot(steps, losses, color=loss_color, alpha=0.3, linewidth=1, label="loss")
         if smoothing > 0:
-            ax.plot(steps, smooth(losses, smoothing), color=loss_color, linewidth=2,
-                    label=f"loss (smoothed {smoothing})")
+            ax.plot(
+                steps,
+                smooth(losses, smoothing),
+                color=loss_color,
+                linewidth=2,
+                label=f"loss (smoothed {smoothing})",
+            )
     for key in loss_keys:
         key_steps, values = _series(records, key)
         dense = key_steps.size > 0.5 * max(steps.size, 1)
-        ax.plot(key_steps, smooth(values, smoothing) if dense and smoothing > 0 else values,
-                marker=None if dense else "o", markersize=3, linewidth=1.2, color=next(color_cycle), label=key)
+        ax.plot(
+            key_steps,
+            smooth(values, smoothing) if dense and smoothing > 0 else values,
+            marker=None if dense else "o",
+            markersize=3,
+            linewidth=1.2,
+            color=next(color_cycle),
+            label=key,
+        )
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     if log_loss:
@@ -590,8 +788,15 @@ def plot_history(history, smoothing: float = 0.9, metrics: Sequence[str] | None 
         metric_ax = ax.twinx()
         for key in metric_keys:
             key_steps, values = _series(records, key)
-            metric_ax.plot(key_steps, values, marker="o", markersize=3, linewidth=1.5, color=next(color_cycle),
-                           label=key)
+            metric_ax.plot(
+                key_steps,
+                values,
+                marker="o",
+                markersize=3,
+                linewidth=1.5,
+                color=next(color_cycle),
+                label=key,
+            )
         metric_ax.set_ylabel("validation")
         more_handles, more_names = metric_ax.get_legend_handles_labels()
         handles, names = handles + more_handles, names + more_names

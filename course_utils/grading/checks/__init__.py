@@ -18,7 +18,9 @@ __all__ = ["all_checks", "check_modules"]
 
 def check_modules() -> list[ModuleType]:
     """Every topic module of this package (imported), sorted by name."""
-    names = sorted(info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_"))
+    names = sorted(
+        info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_")
+    )
     return [importlib.import_module(f"{__name__}.{name}") for name in names]
 
 

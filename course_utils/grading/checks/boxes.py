@@ -39,13 +39,17 @@ _MARGIN = 1e-3  # random NMS cases keep every pairwise IoU at least this far fro
 
 
 @assignment_check("box_area", reference=torchvision.ops.box_area)
-def check_box_area(box_area: Callable[[torch.Tensor], torch.Tensor], *, quiet: bool = False) -> None:
+def check_box_area(
+    box_area: Callable[[torch.Tensor], torch.Tensor], *, quiet: bool = False
+) -> None:
     """Check ``box_area(boxes) -> areas`` against torchvision.ops.box_area.
 
     boxes: (N, 4) float (x1, y1, x2, y2) pixels; areas: (N,) with the boxes' dtype and device.
     Raises NotImplementedError for the release stub and CheckFailed for a wrong answer.
     """
-    run_cases(box_area, box_area_cases(), name="box_area", reference=torchvision.ops.box_area, quiet=quiet)
+    run_cases(
+        box_area, box_area_cases(), name="box_area", reference=torchvision.ops.box_area, quiet=quiet
+    )
 
 
 def box_area_cases() -> list[Case]:
@@ -80,7 +84,16 @@ def box_area_cases() -> list[Case]:
         ),
         Case(
             "degenerate boxes: zero width, zero height, a single point",
-            (torch.tensor([[2.0, 2.0, 2.0, 5.0], [1.0, 3.0, 4.0, 3.0], [7.0, 7.0, 7.0, 7.0], [0.0, 0.0, 2.0, 3.0]]),),
+            (
+                torch.tensor(
+                    [
+                        [2.0, 2.0, 2.0, 5.0],
+                        [1.0, 3.0, 4.0, 3.0],
+                        [7.0, 7.0, 7.0, 7.0],
+                        [0.0, 0.0, 2.0, 3.0],
+                    ]
+                ),
+            ),
             hint="A box with x1 == x2 or y1 == y2 has area 0: no clamping to a minimum of 1.",
         ),
         Case(
@@ -103,13 +116,17 @@ def box_area_cases() -> list[Case]:
 
 
 @assignment_check("box_iou", reference=torchvision.ops.box_iou)
-def check_box_iou(box_iou: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, quiet: bool = False) -> None:
+def check_box_iou(
+    box_iou: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, quiet: bool = False
+) -> None:
     """Check ``box_iou(boxes1, boxes2) -> iou`` against torchvision.ops.box_iou.
 
     boxes1: (N, 4), boxes2: (M, 4), (x1, y1, x2, y2) pixels; iou: (N, M) float, iou[i, j] = IoU(boxes1[i],
     boxes2[j]), on the boxes' device (float64 boxes give float64, integer boxes give float32).
     """
-    run_cases(box_iou, box_iou_cases(), name="box_iou", reference=torchvision.ops.box_iou, quiet=quiet)
+    run_cases(
+        box_iou, box_iou_cases(), name="box_iou", reference=torchvision.ops.box_iou, quiet=quiet
+    )
 
 
 def box_iou_cases() -> list[Case]:
@@ -123,7 +140,10 @@ def box_iou_cases() -> list[Case]:
     cases = [
         Case(
             "boxes against themselves: IoU 1 on the diagonal",
-            (t([[1.0, 2.0, 5.0, 7.0], [0.0, 0.0, 3.0, 3.0]]), t([[1.0, 2.0, 5.0, 7.0], [0.0, 0.0, 3.0, 3.0]])),
+            (
+                t([[1.0, 2.0, 5.0, 7.0], [0.0, 0.0, 3.0, 3.0]]),
+                t([[1.0, 2.0, 5.0, 7.0], [0.0, 0.0, 3.0, 3.0]]),
+            ),
             hint="The intersection's corners are max(x1), max(y1) (top-left) and min(x2), min(y2) (bottom-right).",
         ),
         Case(
@@ -208,14 +228,23 @@ def box_iou_cases() -> list[Case]:
 
 
 @assignment_check("nms", reference=torchvision.ops.nms)
-def check_nms(nms: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor], *, quiet: bool = False) -> None:
+def check_nms(
+    nms: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor], *, quiet: bool = False
+) -> None:
     """Check ``nms(boxes, scores, iou_threshold) -> keep`` against torchvision.ops.nms.
 
     boxes: (N, 4) float (x1, y1, x2, y2); scores: (N,) float; keep: (K,) int64 indices of the kept boxes in
     decreasing score order. A box is suppressed when its IoU with a kept, higher-scoring box is > iou_threshold.
     With tied scores any valid choice is accepted.
     """
-    run_cases(nms, nms_cases(), name="nms", reference=torchvision.ops.nms, compare=_compare_nms, quiet=quiet)
+    run_cases(
+        nms,
+        nms_cases(),
+        name="nms",
+        reference=torchvision.ops.nms,
+        compare=_compare_nms,
+        quiet=quiet,
+    )
 
 
 def nms_cases() -> list[Case]:
@@ -238,7 +267,11 @@ def nms_cases() -> list[Case]:
         ),
         Case(
             "a chain: A overlaps B, B overlaps C, A and C do not; A and C are kept",
-            (t([[0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0], [10.0, 0.0, 20.0, 10.0]]), t([0.9, 0.8, 0.7]), 0.3),
+            (
+                t([[0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0], [10.0, 0.0, 20.0, 10.0]]),
+                t([0.9, 0.8, 0.7]),
+                0.3,
+            ),
             hint="Only kept boxes suppress others: B is suppressed by A, so B cannot suppress C.",
         ),
         Case(
@@ -258,11 +291,23 @@ def nms_cases() -> list[Case]:
         ),
         Case(
             "tied scores: of two identical boxes with the same score exactly one is kept",
-            (t([[0.0, 0.0, 4.0, 4.0], [0.0, 0.0, 4.0, 4.0], [10.0, 10.0, 14.0, 14.0]]), t([0.5, 0.5, 0.7]), 0.5),
+            (
+                t([[0.0, 0.0, 4.0, 4.0], [0.0, 0.0, 4.0, 4.0], [10.0, 10.0, 14.0, 14.0]]),
+                t([0.5, 0.5, 0.7]),
+                0.5,
+            ),
             hint="With equal scores either box may survive, but not both and not neither.",
         ),
-        Case("30 random boxes in 4 clusters, iou_threshold 0.5", _random_nms_inputs(30, 4, 0.5, _SEED + 2), greedy_hint),
-        Case("20 random boxes in 3 clusters, iou_threshold 0.3", _random_nms_inputs(20, 3, 0.3, _SEED + 3), greedy_hint),
+        Case(
+            "30 random boxes in 4 clusters, iou_threshold 0.5",
+            _random_nms_inputs(30, 4, 0.5, _SEED + 2),
+            greedy_hint,
+        ),
+        Case(
+            "20 random boxes in 3 clusters, iou_threshold 0.3",
+            _random_nms_inputs(20, 3, 0.3, _SEED + 3),
+            greedy_hint,
+        ),
         Case(
             "one box (a batch of one): keep = [0]",
             (t([[3.0, 3.0, 9.0, 8.0]]), t([0.4]), 0.5),
@@ -279,7 +324,9 @@ def nms_cases() -> list[Case]:
 
 @assignment_check("batched_nms", reference=torchvision.ops.batched_nms)
 def check_batched_nms(
-    batched_nms: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor], *, quiet: bool = False
+    batched_nms: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor],
+    *,
+    quiet: bool = False,
 ) -> None:
     """Check ``batched_nms(boxes, scores, idxs, iou_threshold) -> keep`` against torchvision.ops.batched_nms.
 
@@ -312,7 +359,12 @@ def batched_nms_cases() -> list[Case]:
         ),
         Case(
             "a pair of identical boxes for each class 0, 1, 2, 3: the best of each pair is kept",
-            (t([square] * 8), t([0.5, 0.4, 0.95, 0.1, 0.3, 0.85, 0.6, 0.2]), t([0, 0, 1, 1, 2, 2, 3, 3]), 0.5),
+            (
+                t([square] * 8),
+                t([0.5, 0.4, 0.95, 0.1, 0.3, 0.85, 0.6, 0.2]),
+                t([0, 0, 1, 1, 2, 2, 3, 3]),
+                0.5,
+            ),
             hint="Every class id counts, 0 and the largest included; return indices into the original boxes, "
             "not into each class's subset.",
         ),
@@ -323,8 +375,12 @@ def batched_nms_cases() -> list[Case]:
         ),
         Case(
             "IoU exactly equal to iou_threshold within a class: both kept",
-            (t([[0.0, 0.0, 4.0, 1.0], [0.0, 0.0, 2.0, 1.0], [0.0, 0.0, 2.0, 1.0]]), t([0.9, 0.6, 0.8]), t([3, 3, 4]),
-             0.5),
+            (
+                t([[0.0, 0.0, 4.0, 1.0], [0.0, 0.0, 2.0, 1.0], [0.0, 0.0, 2.0, 1.0]]),
+                t([0.9, 0.6, 0.8]),
+                t([3, 3, 4]),
+                0.5,
+            ),
             hint="Suppress only when IoU > iou_threshold (strictly greater), as torchvision does.",
         ),
         Case(
@@ -332,7 +388,11 @@ def batched_nms_cases() -> list[Case]:
             (t([square, square]), t([0.5, 0.5]), t([0, 1]), 0.5),
             hint=per_class,
         ),
-        Case("24 random boxes of 3 classes, iou_threshold 0.5", (boxes, scores, classes, 0.5), hint=per_class),
+        Case(
+            "24 random boxes of 3 classes, iou_threshold 0.5",
+            (boxes, scores, classes, 0.5),
+            hint=per_class,
+        ),
         Case(
             "12 random boxes, all of class 2: the same as plain NMS",
             (one_class_boxes, one_class_scores, torch.full((12,), 2), 0.5),
@@ -438,7 +498,9 @@ def _keep_type_problem(got: Any, expected: torch.Tensor, num_boxes: int) -> str 
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _random_boxes(n: int, g: torch.Generator, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def _random_boxes(
+    n: int, g: torch.Generator, *, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """``n`` boxes (n, 4) xyxy with fractional corners in a 150-pixel image, sides 0.5..50 pixels."""
     xy = torch.rand(n, 2, generator=g, dtype=torch.float64) * 100
     wh = torch.rand(n, 2, generator=g, dtype=torch.float64) * 49.5 + 0.5
@@ -452,7 +514,9 @@ def _grid_boxes(n: int) -> torch.Tensor:
     return torch.stack([x1, y1, x1 + 8, y1 + 8], dim=1)
 
 
-def _random_nms_inputs(n: int, clusters: int, threshold: float, seed: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+def _random_nms_inputs(
+    n: int, clusters: int, threshold: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """``n`` overlapping boxes around ``clusters`` centres and distinct scores, with no IoU near ``threshold``.
 
     Seeds from ``seed`` upward are tried until every pairwise IoU is at least _MARGIN away from the threshold,
@@ -468,6 +532,9 @@ def _random_nms_inputs(n: int, clusters: int, threshold: float, seed: int) -> tu
         scores = torch.rand(n, generator=g, dtype=torch.float64).to(torch.float32)
         iou = torchvision.ops.box_iou(boxes.double(), boxes.double())
         off_diagonal = ~torch.eye(n, dtype=torch.bool)
-        if bool(((iou - threshold).abs()[off_diagonal] > _MARGIN).all()) and len(torch.unique(scores)) == n:
+        if (
+            bool(((iou - threshold).abs()[off_diagonal] > _MARGIN).all())
+            and len(torch.unique(scores)) == n
+        ):
             return boxes, scores, threshold
     raise RuntimeError("could not draw NMS inputs away from the threshold")  # pragma: no cover

@@ -35,9 +35,9 @@ from course_utils.grading.assignments import (
     tensor_type_problem,
     with_device_copies,
 )
-from course_utils.segmentation.fcn import linear_to_conv as reference_linear_to_conv
 from course_utils.metrics import confusion_matrix as reference_confusion_matrix
 from course_utils.metrics import segmentation_scores as reference_segmentation_scores
+from course_utils.segmentation.fcn import linear_to_conv as reference_linear_to_conv
 
 __all__ = [
     "CHECKS",
@@ -62,27 +62,42 @@ def _compare_confusion(got: Any, expected: torch.Tensor, case: Case) -> str | No
     if problem:
         return problem
     if not torch.equal(got, expected) and torch.equal(got, expected.T):
-        return ("values differ: it looks transposed. Rows are the true class (target), columns the prediction: "
-                "C[t, p] counts pixels of class t predicted as p.")
+        return (
+            "values differ: it looks transposed. Rows are the true class (target), columns the prediction: "
+            "C[t, p] counts pixels of class t predicted as p."
+        )
     if not torch.equal(got, expected) and int(got.sum()) != int(expected.sum()):
-        return (f"values differ: the matrix counts {int(got.sum())} pixels, expected {int(expected.sum())} "
-                "(every pixel whose target is not ignore_index, exactly once). " + (compare_tensors(got, expected, case) or ""))
+        return (
+            f"values differ: the matrix counts {int(got.sum())} pixels, expected {int(expected.sum())} "
+            "(every pixel whose target is not ignore_index, exactly once). "
+            + (compare_tensors(got, expected, case) or "")
+        )
     return compare_tensors(got, expected, case)
 
 
 @assignment_check("confusion_matrix", reference=reference_confusion_matrix)
-def check_confusion_matrix(confusion_matrix: Callable[..., torch.Tensor], *, quiet: bool = False) -> None:
+def check_confusion_matrix(
+    confusion_matrix: Callable[..., torch.Tensor], *, quiet: bool = False
+) -> None:
     """Check ``confusion_matrix(pred, target, num_classes, ignore_index=255) -> (K, K) int64``.
 
     pred, target: integer class ids of the same shape (any shape, e.g. (B, H, W)); target pixels equal to
     ``ignore_index`` are not counted. Result: int64 (num_classes, num_classes) on target's device,
     rows = true class, columns = predicted class. Reference: course_utils.metrics.confusion_matrix.
     """
-    run_cases(confusion_matrix, confusion_matrix_cases(), name="confusion_matrix",
-              reference=reference_confusion_matrix, compare=_compare_confusion, quiet=quiet)
+    run_cases(
+        confusion_matrix,
+        confusion_matrix_cases(),
+        name="confusion_matrix",
+        reference=reference_confusion_matrix,
+        compare=_compare_confusion,
+        quiet=quiet,
+    )
 
 
-def _random_maps(g: torch.Generator, shape: tuple[int, ...], num_classes: int, accuracy: float = 0.6):
+def _random_maps(
+    g: torch.Generator, shape: tuple[int, ...], num_classes: int, accuracy: float = 0.6
+):
     """A random target map and a prediction that agrees on about ``accuracy`` of the pixels."""
     target = torch.randint(0, num_classes, shape, generator=g)
     noise = torch.randint(0, num_classes, shape, generator=g)
@@ -94,8 +109,10 @@ def confusion_matrix_cases() -> list[Case]:
     """The cases of :func:`check_confusion_matrix` (on every available device)."""
     g = torch.Generator().manual_seed(_SEED)
     t = torch.tensor
-    ignore_hint = ("Drop the pixels whose *target* is ignore_index before counting "
-                   "(valid = target != ignore_index; pred[valid], target[valid]).")
+    ignore_hint = (
+        "Drop the pixels whose *target* is ignore_index before counting "
+        "(valid = target != ignore_index; pred[valid], target[valid])."
+    )
     pred_b, target_b = _random_maps(g, (2, 6, 7), 5)
     pred_i, target_i = _random_maps(g, (3, 8, 8), 4)
     target_i[:, :2] = 255
@@ -103,34 +120,54 @@ def confusion_matrix_cases() -> list[Case]:
     target_m[0] = -1
     pred_u, target_u = _random_maps(g, (6, 6), 20)
     cases = [
-        Case("six pixels, three classes (asymmetric errors)",
-             (t([0, 0, 1, 1, 2, 2]), t([0, 1, 1, 1, 2, 0]), 3),
-             hint="C[t, p] += 1 for every pixel with target t and prediction p: rows are the target, columns "
-                  "the prediction."),
-        Case("a batch of maps (B, H, W), five classes",
-             (pred_b, target_b, 5),
-             hint="Flatten pred and target first; every pixel of every image counts once."),
-        Case("target pixels marked 255 (ignored) are not counted",
-             (pred_i, target_i, 4),
-             hint=ignore_hint),
-        Case("ignore_index=-1 given as an argument",
-             (pred_m, target_m, 3), kwargs={"ignore_index": -1},
-             hint="Use the ignore_index argument, not a hard-coded 255. " + ignore_hint),
-        Case("every target pixel ignored: an all-zero matrix",
-             (t([[1, 2], [0, 1]]), t([[255, 255], [255, 255]]), 3),
-             hint=ignore_hint),
-        Case("the last classes appear nowhere: the matrix is still num_classes x num_classes",
-             (t([0, 1, 1, 0]), t([0, 1, 0, 0]), 4),
-             hint="The size comes from num_classes, not from the largest id found "
-                  "(torch.bincount needs minlength=num_classes ** 2)."),
-        Case("a class predicted but absent from the target",
-             (t([2, 2, 1, 0]), t([0, 1, 1, 0]), 3),
-             hint="Predictions of any class count, in the column of the predicted class."),
-        Case("uint8 maps with 20 classes (t * 20 + p overflows uint8)",
-             (pred_u.to(torch.uint8), target_u.to(torch.uint8), 20),
-             hint="Convert to int64 (.long()) before computing target * num_classes + pred: uint8 wraps at 256."),
-        Case("one class only", (t([0, 0, 0]), t([0, 0, 0]), 1),
-             hint="With one class, every counted pixel is a true positive: [[N]]."),
+        Case(
+            "six pixels, three classes (asymmetric errors)",
+            (t([0, 0, 1, 1, 2, 2]), t([0, 1, 1, 1, 2, 0]), 3),
+            hint="C[t, p] += 1 for every pixel with target t and prediction p: rows are the target, columns "
+            "the prediction.",
+        ),
+        Case(
+            "a batch of maps (B, H, W), five classes",
+            (pred_b, target_b, 5),
+            hint="Flatten pred and target first; every pixel of every image counts once.",
+        ),
+        Case(
+            "target pixels marked 255 (ignored) are not counted",
+            (pred_i, target_i, 4),
+            hint=ignore_hint,
+        ),
+        Case(
+            "ignore_index=-1 given as an argument",
+            (pred_m, target_m, 3),
+            kwargs={"ignore_index": -1},
+            hint="Use the ignore_index argument, not a hard-coded 255. " + ignore_hint,
+        ),
+        Case(
+            "every target pixel ignored: an all-zero matrix",
+            (t([[1, 2], [0, 1]]), t([[255, 255], [255, 255]]), 3),
+            hint=ignore_hint,
+        ),
+        Case(
+            "the last classes appear nowhere: the matrix is still num_classes x num_classes",
+            (t([0, 1, 1, 0]), t([0, 1, 0, 0]), 4),
+            hint="The size comes from num_classes, not from the largest id found "
+            "(torch.bincount needs minlength=num_classes ** 2).",
+        ),
+        Case(
+            "a class predicted but absent from the target",
+            (t([2, 2, 1, 0]), t([0, 1, 1, 0]), 3),
+            hint="Predictions of any class count, in the column of the predicted class.",
+        ),
+        Case(
+            "uint8 maps with 20 classes (t * 20 + p overflows uint8)",
+            (pred_u.to(torch.uint8), target_u.to(torch.uint8), 20),
+            hint="Convert to int64 (.long()) before computing target * num_classes + pred: uint8 wraps at 256.",
+        ),
+        Case(
+            "one class only",
+            (t([0, 0, 0]), t([0, 0, 0]), 1),
+            hint="With one class, every counted pixel is a true positive: [[N]].",
+        ),
     ]
     return with_device_copies(cases)
 
@@ -159,13 +196,17 @@ def _compare_scores(got: Any, expected: Mapping, case: Case) -> str | None:
         return f"returned {describe(got)}, expected a dict with keys 'iou', 'mIoU' and 'pixel_accuracy'."
     missing = [key for key in ("iou", "mIoU", "pixel_accuracy") if key not in got]
     if missing:
-        return f"the dict lacks {missing}: return {{'iou': ..., 'mIoU': ..., 'pixel_accuracy': ...}}."
+        return (
+            f"the dict lacks {missing}: return {{'iou': ..., 'mIoU': ..., 'pixel_accuracy': ...}}."
+        )
     iou, want = got["iou"], expected["iou"]
     problem = not_a_tensor_problem(iou)
     if problem:
         return "'iou' " + problem
     if tuple(iou.shape) != tuple(want.shape):
-        return f"'iou' has shape {tuple(iou.shape)}, expected {tuple(want.shape)}: one IoU per class."
+        return (
+            f"'iou' has shape {tuple(iou.shape)}, expected {tuple(want.shape)}: one IoU per class."
+        )
     if not iou.is_floating_point():
         return f"'iou' has dtype {iou.dtype}, expected a float tensor: was TP // union an integer division?"
     iou = iou.detach().cpu().double()
@@ -174,8 +215,10 @@ def _compare_scores(got: Any, expected: Mapping, case: Case) -> str | None:
         if _same_number(a, b):
             continue
         if math.isnan(b):
-            return (f"'iou'[{index}] is {a:.4g}, expected NaN: class {index} is neither in the target nor in the "
-                    "prediction, so its IoU is undefined (0 / 0) and must not count in the mean.")
+            return (
+                f"'iou'[{index}] is {a:.4g}, expected NaN: class {index} is neither in the target nor in the "
+                "prediction, so its IoU is undefined (0 / 0) and must not count in the mean."
+            )
         return f"'iou'[{index}] is {a:.6g}, expected {b:.6g} (TP / (TP + FP + FN))."
     for key in ("mIoU", "pixel_accuracy"):
         number = _as_number(got[key])
@@ -187,7 +230,9 @@ def _compare_scores(got: Any, expected: Mapping, case: Case) -> str | None:
 
 
 @assignment_check("segmentation_scores", reference=reference_segmentation_scores)
-def check_segmentation_scores(segmentation_scores: Callable[[torch.Tensor], Mapping], *, quiet: bool = False) -> None:
+def check_segmentation_scores(
+    segmentation_scores: Callable[[torch.Tensor], Mapping], *, quiet: bool = False
+) -> None:
     """Check ``segmentation_scores(confusion) -> {"iou", "mIoU", "pixel_accuracy"}``.
 
     confusion: (K, K) integer counts, rows = true class, columns = prediction. ``iou``: float tensor (K,),
@@ -195,8 +240,14 @@ def check_segmentation_scores(segmentation_scores: Callable[[torch.Tensor], Mapp
     mean of the non-NaN IoUs; ``pixel_accuracy``: correct pixels / all counted pixels. Numbers may be floats
     or 0-d tensors. Reference: course_utils.metrics.segmentation_scores (its extra keys are not checked).
     """
-    run_cases(segmentation_scores, segmentation_scores_cases(), name="segmentation_scores",
-              reference=reference_segmentation_scores, compare=_compare_scores, quiet=quiet)
+    run_cases(
+        segmentation_scores,
+        segmentation_scores_cases(),
+        name="segmentation_scores",
+        reference=reference_segmentation_scores,
+        compare=_compare_scores,
+        quiet=quiet,
+    )
 
 
 def segmentation_scores_cases() -> list[Case]:
@@ -207,29 +258,45 @@ def segmentation_scores_cases() -> list[Case]:
     random = reference_confusion_matrix(pred, target, 7)
     iou_hint = "IoU of class c = C[c, c] / (row sum + column sum - C[c, c]): TP / (TP + FP + FN)."
     cases = [
-        Case("a perfect prediction: every IoU is 1",
-             (t([[4, 0, 0], [0, 2, 0], [0, 0, 3]]),),
-             hint=iou_hint),
-        Case("three classes, errors in both directions",
-             (t([[5, 1, 0], [2, 3, 1], [0, 2, 4]]),),
-             hint=iou_hint + " Forgetting FN (the rest of the row) or FP (the rest of the column) inflates it."),
-        Case("class 1 appears in neither target nor prediction: IoU NaN, left out of the mean",
-             (t([[6, 0, 2], [0, 0, 0], [1, 0, 3]]),),
-             hint="A class with union 0 has no IoU (0 / 0 = NaN in torch): keep it NaN and average with "
-                  "torch.nanmean, so it does not pull the mean down as a 0."),
-        Case("class 2 predicted but absent from the target: IoU 0, and it counts in the mean",
-             (t([[5, 0, 1], [1, 4, 2], [0, 0, 0]]),),
-             hint="Only a class with union 0 is left out. A class that is predicted but not present has "
-                  "TP = 0 and union > 0: IoU 0, which counts."),
-        Case("class 1 present but never predicted: IoU 0 (not left out of the mean)",
-             (t([[7, 0, 1], [3, 0, 0], [0, 0, 4]]),),
-             hint="Leave out only NaN IoUs (union 0): a missed class has IoU 0 and counts in the mean."),
-        Case("one large and one tiny class: pixel accuracy is not the mean per-class accuracy",
-             (t([[1000, 0], [9, 1]]),),
-             hint="Pixel accuracy = trace / total of all counted pixels, not the average of per-class "
-                  "accuracies."),
-        Case("seven classes, counts from random 16x16 maps", (random,),
-             hint=iou_hint + " Compute in floating point: integer division truncates to 0."),
+        Case(
+            "a perfect prediction: every IoU is 1",
+            (t([[4, 0, 0], [0, 2, 0], [0, 0, 3]]),),
+            hint=iou_hint,
+        ),
+        Case(
+            "three classes, errors in both directions",
+            (t([[5, 1, 0], [2, 3, 1], [0, 2, 4]]),),
+            hint=iou_hint
+            + " Forgetting FN (the rest of the row) or FP (the rest of the column) inflates it.",
+        ),
+        Case(
+            "class 1 appears in neither target nor prediction: IoU NaN, left out of the mean",
+            (t([[6, 0, 2], [0, 0, 0], [1, 0, 3]]),),
+            hint="A class with union 0 has no IoU (0 / 0 = NaN in torch): keep it NaN and average with "
+            "torch.nanmean, so it does not pull the mean down as a 0.",
+        ),
+        Case(
+            "class 2 predicted but absent from the target: IoU 0, and it counts in the mean",
+            (t([[5, 0, 1], [1, 4, 2], [0, 0, 0]]),),
+            hint="Only a class with union 0 is left out. A class that is predicted but not present has "
+            "TP = 0 and union > 0: IoU 0, which counts.",
+        ),
+        Case(
+            "class 1 present but never predicted: IoU 0 (not left out of the mean)",
+            (t([[7, 0, 1], [3, 0, 0], [0, 0, 4]]),),
+            hint="Leave out only NaN IoUs (union 0): a missed class has IoU 0 and counts in the mean.",
+        ),
+        Case(
+            "one large and one tiny class: pixel accuracy is not the mean per-class accuracy",
+            (t([[1000, 0], [9, 1]]),),
+            hint="Pixel accuracy = trace / total of all counted pixels, not the average of per-class "
+            "accuracies.",
+        ),
+        Case(
+            "seven classes, counts from random 16x16 maps",
+            (random,),
+            hint=iou_hint + " Compute in floating point: integer division truncates to 0.",
+        ),
         Case("one class only", (t([[9]]),), hint=iou_hint),
     ]
     return with_device_copies(cases)
@@ -245,18 +312,27 @@ def _compare_conv(got: Any, expected: nn.Conv2d, case: Case) -> str | None:
         return f"returned {describe(got)}, expected an nn.Conv2d."
     linear = case.args[0]
     if tuple(linear.weight.shape) != (linear.out_features, linear.in_features):
-        return ("the Linear layer's weight changed shape: build a new tensor for the convolution "
-                "(reshape gives a view; don't assign to linear.weight).")
+        return (
+            "the Linear layer's weight changed shape: build a new tensor for the convolution "
+            "(reshape gives a view; don't assign to linear.weight)."
+        )
     if got.weight.shape != expected.weight.shape:
-        return (f"weight has shape {tuple(got.weight.shape)}, expected {tuple(expected.weight.shape)} = "
-                "(out_features, in_channels, kh, kw): reshape the linear weight (out, in_channels * kh * kw).")
+        return (
+            f"weight has shape {tuple(got.weight.shape)}, expected {tuple(expected.weight.shape)} = "
+            "(out_features, in_channels, kh, kw): reshape the linear weight (out, in_channels * kh * kw)."
+        )
     if got.weight.dtype != expected.weight.dtype or got.weight.device != expected.weight.device:
-        return (f"weight is {got.weight.dtype} on {got.weight.device}, expected {expected.weight.dtype} on "
-                f"{expected.weight.device}: create the Conv2d with device=linear.weight.device, "
-                "dtype=linear.weight.dtype.")
+        return (
+            f"weight is {got.weight.dtype} on {got.weight.device}, expected {expected.weight.dtype} on "
+            f"{expected.weight.device}: create the Conv2d with device=linear.weight.device, "
+            "dtype=linear.weight.dtype."
+        )
     if (expected.bias is None) != (got.bias is None):
-        return ("the convolution has a bias but the linear layer has none (bias=linear.bias is not None)."
-                if expected.bias is None else "the bias is missing: the linear layer's bias must come along.")
+        return (
+            "the convolution has a bias but the linear layer has none (bias=linear.bias is not None)."
+            if expected.bias is None
+            else "the bias is missing: the linear layer's bias must come along."
+        )
     settings = {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1}
     for name, want in settings.items():
         if getattr(got, name) != want:
@@ -265,9 +341,13 @@ def _compare_conv(got: Any, expected: nn.Conv2d, case: Case) -> str | None:
         if not torch.allclose(got.weight, expected.weight, rtol=1e-5, atol=1e-6):
             out, channels, kh, kw = expected.weight.shape
             flipped = expected.weight.reshape(out, kh, kw, channels).permute(0, 3, 1, 2)
-            if expected.weight.shape[-1] * expected.weight.shape[-2] > 1 and torch.allclose(got.weight, flipped):
-                return ("weight values differ: the flattened input is channel-major (C, kh, kw), so reshape "
-                        "to (out, C, kh, kw) directly, not via (out, kh, kw, C).")
+            if expected.weight.shape[-1] * expected.weight.shape[-2] > 1 and torch.allclose(
+                got.weight, flipped
+            ):
+                return (
+                    "weight values differ: the flattened input is channel-major (C, kh, kw), so reshape "
+                    "to (out, C, kh, kw) directly, not via (out, kh, kw, C)."
+                )
             return "weight values differ from the linear layer's weights, reshaped (same numbers, same order)."
         if got.bias is not None and not torch.allclose(got.bias, expected.bias):
             return "bias values differ from the linear layer's bias."
@@ -289,12 +369,23 @@ def check_linear_to_conv(linear_to_conv: Callable[..., nn.Conv2d], *, quiet: boo
     to (out, in_channels, kh, kw), the same bias (or none), same dtype and device. Reference:
     course_utils.segmentation.fcn.linear_to_conv.
     """
-    run_cases(linear_to_conv, linear_to_conv_cases(), name="linear_to_conv",
-              reference=reference_linear_to_conv, compare=_compare_conv, quiet=quiet)
+    run_cases(
+        linear_to_conv,
+        linear_to_conv_cases(),
+        name="linear_to_conv",
+        reference=reference_linear_to_conv,
+        compare=_compare_conv,
+        quiet=quiet,
+    )
 
 
-def _linear(in_features: int, out_features: int, seed: int, bias: bool = True,
-            dtype: torch.dtype = torch.float32) -> nn.Linear:
+def _linear(
+    in_features: int,
+    out_features: int,
+    seed: int,
+    bias: bool = True,
+    dtype: torch.dtype = torch.float32,
+) -> nn.Linear:
     g = torch.Generator().manual_seed(seed)
     layer = nn.Linear(in_features, out_features, bias=bias, dtype=dtype)
     with torch.no_grad():
@@ -306,27 +397,52 @@ def _linear(in_features: int, out_features: int, seed: int, bias: bool = True,
 
 def linear_to_conv_cases() -> list[Case]:
     """The cases of :func:`check_linear_to_conv` (plus CUDA copies when available)."""
-    reshape_hint = ("weight = linear.weight.reshape(out, in_channels, kh, kw): no transpose, the same numbers "
-                    "in the same order; copy them with torch.no_grad() or wrap them in nn.Parameter.")
+    reshape_hint = (
+        "weight = linear.weight.reshape(out, in_channels, kh, kw): no transpose, the same numbers "
+        "in the same order; copy them with torch.no_grad() or wrap them in nn.Parameter."
+    )
     cases = [
-        Case("Linear(6, 4) -> a 1x1 convolution with 6 input channels",
-             (_linear(6, 4, _SEED + 10), 6, 1), hint=reshape_hint),
-        Case("a square Linear(8, 8) (a transposed weight would still fit)",
-             (_linear(8, 8, _SEED + 11), 8, 1),
-             hint="nn.Linear stores weight as (out_features, in_features): use it as it is, no .T."),
-        Case("Linear(3*2*2, 5) reading a (3, 2, 2) map -> a 2x2 convolution",
-             (_linear(12, 5, _SEED + 12), 3, 2), hint=reshape_hint),
-        Case("a rectangular kernel: Linear(4*2*3, 3) reading a (4, 2, 3) map, kernel_size=(2, 3)",
-             (_linear(24, 3, _SEED + 13), 4, (2, 3)), hint=reshape_hint),
-        Case("a linear layer without bias", (_linear(5, 2, _SEED + 14, bias=False), 5, 1),
-             hint="bias=linear.bias is not None when creating the convolution."),
-        Case("a float64 linear layer keeps float64", (_linear(6, 3, _SEED + 15, dtype=torch.float64), 6, 1),
-             hint="nn.Conv2d(..., device=linear.weight.device, dtype=linear.weight.dtype)."),
+        Case(
+            "Linear(6, 4) -> a 1x1 convolution with 6 input channels",
+            (_linear(6, 4, _SEED + 10), 6, 1),
+            hint=reshape_hint,
+        ),
+        Case(
+            "a square Linear(8, 8) (a transposed weight would still fit)",
+            (_linear(8, 8, _SEED + 11), 8, 1),
+            hint="nn.Linear stores weight as (out_features, in_features): use it as it is, no .T.",
+        ),
+        Case(
+            "Linear(3*2*2, 5) reading a (3, 2, 2) map -> a 2x2 convolution",
+            (_linear(12, 5, _SEED + 12), 3, 2),
+            hint=reshape_hint,
+        ),
+        Case(
+            "a rectangular kernel: Linear(4*2*3, 3) reading a (4, 2, 3) map, kernel_size=(2, 3)",
+            (_linear(24, 3, _SEED + 13), 4, (2, 3)),
+            hint=reshape_hint,
+        ),
+        Case(
+            "a linear layer without bias",
+            (_linear(5, 2, _SEED + 14, bias=False), 5, 1),
+            hint="bias=linear.bias is not None when creating the convolution.",
+        ),
+        Case(
+            "a float64 linear layer keeps float64",
+            (_linear(6, 3, _SEED + 15, dtype=torch.float64), 6, 1),
+            hint="nn.Conv2d(..., device=linear.weight.device, dtype=linear.weight.dtype).",
+        ),
     ]
     for device in check_devices():
         if device.type != "cpu":
-            cases += [Case(f"{case.name} (on {device.type})", (copy.deepcopy(case.args[0]).to(device), *case.args[1:]),
-                           hint=case.hint) for case in cases[:3]]
+            cases += [
+                Case(
+                    f"{case.name} (on {device.type})",
+                    (copy.deepcopy(case.args[0]).to(device), *case.args[1:]),
+                    hint=case.hint,
+                )
+                for case in cases[:3]
+            ]
     return cases
 
 
