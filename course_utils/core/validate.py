@@ -8,11 +8,17 @@ The course's conventions (see the notebook guide):
 * instance masks: bool or uint8, (N, H, W); semantic maps: integer (H, W).
 
 Empty targets (N = 0) are legal everywhere.
+
+Settings (counts, sizes, thresholds) are checked by :func:`check_int` and :func:`check_number`:
+a wrong type raises ``TypeError``, a value out of range ``ValueError``, and both messages name
+the argument and the range it must lie in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+import numbers
 
 import torch
 
@@ -23,6 +29,58 @@ def _require_tensor(value, name: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     return value
+
+
+def _range_text(minimum, maximum) -> str:
+    if minimum is not None and maximum is not None:
+        return f"in [{minimum}, {maximum}]"
+    if minimum is not None:
+        return f">= {minimum}"
+    return f"<= {maximum}" if maximum is not None else "any value"
+
+
+def check_int(
+    value, name: str, minimum: int | None = 1, maximum: int | None = None, allow_none: bool = False
+) -> int | None:
+    """``value`` as an ``int`` in ``[minimum, maximum]`` (either bound may be None = open).
+
+    Python and NumPy integers pass; ``bool``, floats and strings raise ``TypeError``; an int
+    out of range raises ``ValueError``. ``allow_none=True`` lets ``None`` through unchanged.
+    The default ``minimum=1`` checks "a positive int".
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{name} must be an int {_range_text(minimum, maximum)}, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be an int {_range_text(minimum, maximum)}, got {value}")
+    return int(value)
+
+
+def check_number(
+    value, name: str, minimum: float | None = None, maximum: float | None = None
+) -> float:
+    """``value`` as a finite ``float`` in ``[minimum, maximum]`` (either bound may be None = open).
+
+    ints, floats and NumPy scalars pass; ``bool`` and non-numbers raise ``TypeError``; NaN,
+    infinities and values out of range raise ``ValueError``. ``check_number(x, "iou", 0, 1)``
+    checks a fraction.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name} must be a number {_range_text(minimum, maximum)}, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    number = float(value)
+    out_of_range = (minimum is not None and number < minimum) or (
+        maximum is not None and number > maximum
+    )
+    if number != number or number in (float("inf"), float("-inf")) or out_of_range:
+        raise ValueError(f"{name} must be a number {_range_text(minimum, maximum)}, got {value}")
+    return number
 
 
 def check_image(image, name: str = "image") -> torch.Tensor:
