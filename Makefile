@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LAB_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install lab test report release clean
+.PHONY: install lab lint test report release clean
 
 # The virtual environment, with the course installed in editable mode plus the
 # dev (JupyterLab, nbval, pytest) and instructor (nbgrader) extras.
@@ -22,10 +22,16 @@ install: $(STAMP)
 lab: install
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
-# Unit tests and every notebook, top to bottom, through nbval (fresh kernel each).
-test: install
+# Lint first (ruff: style and errors; import-linter: course_utils's layers), then the unit
+# tests and every notebook, top to bottom, through nbval (fresh kernel each).
+test: install lint
 	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=600 --durations=20 $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # The course's benchmark: runtime, peak memory and recorded numbers of every notebook.
 report: install

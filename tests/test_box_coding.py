@@ -1,4 +1,5 @@
-"""encode_boxes / decode_boxes: the paper's formulas, torchvision's BoxCoder, round trips, invariances."""
+"""encode_boxes / decode_boxes: the paper's formulas, torchvision's BoxCoder, round trips,
+invariances."""
 
 from __future__ import annotations
 

@@ -3,31 +3,32 @@
 * it rejects each wrong implementation, saying which case failed, what was expected and a hint;
 * it accepts each correct implementation with one short line;
 * it never passes a stub (``raise NotImplementedError()``), also when run quietly;
-* it has at least 8 wrong implementations that run on this machine.
+* it has at least 8 wrong implementations that run on this machine;
+* it does a bounded amount of work: few cases, small inputs, one call of the student's function
+  per case (counted, not timed: a timing assert flakes on a loaded machine).
 """
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
-import test_checks_boxes
-import test_checks_conv
-import test_checks_rcnn
-import test_checks_segmentation
-import test_checks_selective_search
 import torch
+from check_contract import input_size
 
-from course_utils.grading.assignments import CheckFailed, run_quietly
+from course_utils.grading.assignments import run_quietly
+from course_utils.grading.checks import all_checks
+from course_utils.grading.runner import CheckFailed, check_devices
 
-TOPICS = {
-    "boxes": test_checks_boxes,
-    "conv": test_checks_conv,
-    "rcnn": test_checks_rcnn,
-    "segmentation": test_checks_segmentation,
-    "selective_search": test_checks_selective_search,
-}
+# Every topic module of course_utils.grading.checks has its tables in tests/test_checks_<topic>.py.
+TOPICS = {topic: importlib.import_module(f"test_checks_{topic}") for topic in all_checks()}
 NO_CUDA = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="this mistake only shows on a CUDA machine"
 )
+# The heaviest check today has 33 cases and 5,200 input values in all (per device): these bounds
+# leave room to grow but fail a check that got 100 times heavier.
+MAX_CASES = 60
+MAX_INPUT_VALUES = 20_000
 
 
 def _wrong_params() -> list:
@@ -56,6 +57,14 @@ def _check_params() -> list:
     ]
 
 
+def test_every_topic_has_its_tables():
+    for topic, checks in all_checks().items():
+        module = TOPICS[topic]
+        assert module.CHECKS == checks, f"test_checks_{topic}.CHECKS must be the module's CHECKS"
+        assert {check for check, _ in module.CORRECT} == set(checks), topic
+        assert {wrong.check for wrong in module.WRONG} == set(checks), topic
+
+
 @pytest.mark.parametrize("wrong", _wrong_params())
 def test_check_rejects_wrong_implementation(wrong):
     with pytest.raises(CheckFailed) as info:
@@ -69,10 +78,8 @@ def test_check_rejects_wrong_implementation(wrong):
 def test_check_accepts_correct_implementation(check, fn, capsys):
     check(fn)
     out = capsys.readouterr()
-    assert out.out.startswith(f"✓ {check.function_name}: all ") and out.out.endswith(
-        " cases pass\n"
-    )
-    assert out.out.count("\n") == 1 and not out.err
+    assert out.out == f"✓ {check.function_name}: all {len(check.cases())} cases pass\n"
+    assert not out.err
 
 
 @pytest.mark.parametrize("check", _check_params())
@@ -90,3 +97,20 @@ def test_check_never_passes_a_stub(check):
 def test_every_check_has_many_wrong_implementations(check):
     wrongs = [wrong for module in TOPICS.values() for wrong in module.WRONG]
     assert sum(w.check is check and not w.cuda_only for w in wrongs) >= 8
+
+
+@pytest.mark.parametrize("check", _check_params())
+def test_every_check_does_a_bounded_amount_of_work(check):
+    cases = check.cases()
+    devices = len(check_devices())
+    assert 1 <= len(cases) <= MAX_CASES * devices
+    assert sum(input_size((c.args, dict(c.kwargs))) for c in cases) <= MAX_INPUT_VALUES * devices
+    calls = []
+
+    def counted_reference(*args, **kwargs):
+        calls.append(len(args) + len(kwargs))
+        return check.reference(*args, **kwargs)
+
+    check(counted_reference, quiet=True)
+    assert len(calls) == len(cases)  # the student's function runs once per case, no more
+    assert calls == [len(c.args) + len(c.kwargs) for c in cases]

@@ -1,5 +1,6 @@
-"""course_utils.engine.checkpoint: where checkpoints go, atomic writes, safe loads, generator states."""
+"""course_utils.engine.checkpoint: checkpoint paths, atomic writes, safe loads, generator states."""
 
+import pickle
 import random
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def test_save_then_load_round_trips_with_weights_only(tmp_path):
 
 def test_a_failed_save_keeps_the_old_file_and_leaves_no_temp_file(tmp_path):
     path = save_checkpoint({"step": 1}, tmp_path / "run.pt")
-    with pytest.raises(Exception):
+    with pytest.raises((pickle.PicklingError, AttributeError)):  # which one depends on Python
         save_checkpoint({"step": 2, "not_picklable": lambda: None}, path)
     assert load_checkpoint(path)["step"] == 1
     assert _leftovers(tmp_path) == []

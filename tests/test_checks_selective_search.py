@@ -1,7 +1,7 @@
-"""The Selective Search checks accept correct functions and reject stubs and the plausible student mistakes.
+"""The Selective Search checks accept correct functions and reject stubs and plausible mistakes.
 
-Each ``Wrong`` below is a real, deliberately wrong implementation a student might write; the check must raise
-CheckFailed for it, with a message that says what is wrong (``says``);
+Each ``Wrong`` below is a real, deliberately wrong implementation a student might write; the
+check must raise CheckFailed for it, with a message that says what is wrong (``says``);
 ``tests/test_check_contract.py`` runs them all.
 """
 
@@ -12,7 +12,12 @@ import pytest
 import torch
 from check_contract import Wrong
 
-from course_utils.detection import selective_search as ss
+from course_utils.detection.region_descriptors import color_histogram
+from course_utils.detection.region_dicts import (
+    merge_region_dicts,
+    region_color_histogram,
+    region_similarities,
+)
 from course_utils.grading.checks import all_checks
 from course_utils.grading.checks.selective_search import (
     CHECKS,
@@ -26,9 +31,9 @@ from course_utils.grading.checks.selective_search import (
 
 BINS = 25
 
-# ------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Correct implementations, written the way a student would
-# ------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 
 
 def good_color_histogram(pixels):
@@ -92,9 +97,9 @@ def good_merge_with_set(region_a, region_b, new_id):
     return merged
 
 
-# ------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Wrong colour histograms
-# ------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 
 
 def histogram_counts(pixels):  # not normalised
@@ -168,12 +173,12 @@ def histogram_24_bins(pixels):  # 25 edges from linspace -> 24 bins
 
 
 def histogram_numpy(pixels):
-    return ss.color_histogram(pixels.numpy())
+    return color_histogram(pixels.numpy())
 
 
-# ------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Wrong similarities
-# ------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 
 
 def _with(index, value_fn):
@@ -258,9 +263,9 @@ def similarities_list(region_a, region_b, image_shape):
     return good_similarities(region_a, region_b, image_shape).tolist()
 
 
-# ------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Wrong merges
-# ------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 
 
 def _merge_with(**changes):
@@ -326,9 +331,9 @@ def merge_returns_tuple(region_a, region_b, new_id):
     return merged["size"], merged["box"], merged["color"], merged["texture"]
 
 
-# ------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # The table
-# ------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 
 
 WRONG = [
@@ -378,13 +383,13 @@ WRONG = [
 CORRECT = [
     (check_color_histogram, good_color_histogram),
     (check_color_histogram, good_color_histogram_loop),
-    (check_color_histogram, ss.region_color_histogram),
+    (check_color_histogram, region_color_histogram),
     (check_similarities, good_similarities),
     (check_similarities, good_similarities_floats),
-    (check_similarities, ss.region_similarities),
+    (check_similarities, region_similarities),
     (check_merge_regions, good_merge),
     (check_merge_regions, good_merge_with_set),
-    (check_merge_regions, ss.merge_region_dicts),
+    (check_merge_regions, merge_region_dicts),
 ]
 
 
@@ -412,19 +417,19 @@ def test_cases_are_deterministic(make_cases):
 
 def test_the_closed_forms_in_the_case_names_hold():
     cases = similarities_cases()
-    values = [ss.region_similarities(*case.args) for case in cases[:4]]
+    values = [region_similarities(*case.args) for case in cases[:4]]
     np.testing.assert_allclose(values[0][[0, 2, 3]].numpy(), [1 / 3, 0.98, 1.0])
     np.testing.assert_allclose(values[1][[0, 2, 3]].numpy(), [1.0, 0.98, 0.98])
     np.testing.assert_allclose(values[2][[2, 3]].numpy(), [0.84, 1.0])
     a, b, shape = cases[3].args
     assert values[3][2] == pytest.approx(1 - float(a["size"] + b["size"]) / (64 * 128))
     histogram_cases = color_histogram_cases()
-    red = ss.region_color_histogram(histogram_cases[1].args[0])
+    red = region_color_histogram(histogram_cases[1].args[0])
     assert (
         red[24] == pytest.approx(1 / 3)
         and red[25] == pytest.approx(1 / 3)
         and red[50] == pytest.approx(1 / 3)
     )
-    merged = ss.merge_region_dicts(*merge_regions_cases()[2].args)
+    merged = merge_region_dicts(*merge_regions_cases()[2].args)
     assert merged["box"].tolist() == [5.0, 5.0, 45.0, 50.0]
-    assert ss.merge_region_dicts(*merge_regions_cases()[0].args)["neighbours"] == {1, 2, 3}
+    assert merge_region_dicts(*merge_regions_cases()[0].args)["neighbours"] == {1, 2, 3}

@@ -1,6 +1,4 @@
-"""Tests of the datasets: item formats, cache, transforms, crops, COCO round trip."""
-
-import json
+"""Tests of the datasets: item formats, transforms, crops, collate."""
 
 import numpy as np
 import pytest
@@ -10,12 +8,11 @@ from torchvision.transforms import v2
 
 from course_utils.core.validate import check_image, check_semantic, check_target
 from course_utils.data.datasets import (
-    CocoDataset,
     CropDataset,
     SceneDataset,
-    cache_path,
+    check_transforms,
     detection_collate,
-    export_coco,
+    image_from_pixels,
 )
 from course_utils.data.scenes import SceneConfig, generate_scene, scene_seed
 
@@ -70,30 +67,6 @@ def test_segmentation_items_are_image_and_int64_mask():
         isinstance(mask, tv_tensors.Mask) and mask.dtype == torch.int64 and mask.shape == (64, 64)
     )
     check_image(image)
-
-
-def test_cache_is_written_once_and_reused_for_smaller_requests(data_dir):
-    first = SceneDataset("train", 5, SMALL, progress=False)
-    path = cache_path("train", 5, SMALL)
-    assert path.exists() and path.parent == data_dir / "scenes"
-    assert not list(path.parent.glob("*.tmp"))
-    stamp = path.stat().st_mtime_ns
-    again = SceneDataset("train", 5, SMALL, progress=False)
-    prefix = SceneDataset("train", 3, SMALL, progress=False)
-    assert path.stat().st_mtime_ns == stamp and not cache_path("train", 3, SMALL).exists()
-    for index in range(3):
-        assert torch.equal(first[index][0], again[index][0]) and torch.equal(
-            first[index][0], prefix[index][0]
-        )
-        assert torch.equal(first[index][1]["boxes"], prefix[index][1]["boxes"])
-
-
-def test_corrupt_cache_is_regenerated():
-    SceneDataset("train", 2, SMALL, progress=False)
-    path = cache_path("train", 2, SMALL)
-    path.write_bytes(b"not a zip")
-    dataset = SceneDataset("train", 2, SMALL, progress=False)
-    assert len(dataset) == 2 and path.stat().st_size > 100
 
 
 def test_horizontal_flip_moves_boxes_and_masks_with_the_image():
@@ -188,60 +161,6 @@ def test_crop_dataset_is_deterministic_and_rejects_bad_arguments():
         CropDataset("train", 10, crop_size=2, config=SMALL)
 
 
-def test_coco_round_trip_keeps_boxes_labels_masks(tmp_path):
-    scenes = SceneDataset("val", 5, SMALL, progress=False)
-    ann_file = export_coco(scenes, tmp_path / "coco")
-    coco = json.loads(ann_file.read_text())
-    assert [c["id"] for c in coco["categories"]] == [1, 2, 3]
-    assert len(coco["annotations"]) == sum(len(scenes[i][1]["labels"]) for i in range(5))
-    loaded = CocoDataset(tmp_path / "coco" / "images", ann_file)
-    assert len(loaded) == 5 and loaded.classes == ("disk", "triangle", "star")
-    for index in range(5):
-        image, target = scenes[index]
-        image_c, target_c = loaded[index]
-        assert torch.equal(image_c, image)
-        assert isinstance(target_c["boxes"], tv_tensors.BoundingBoxes)
-        assert torch.equal(
-            target_c["boxes"].as_subclass(torch.Tensor), target["boxes"].as_subclass(torch.Tensor)
-        )
-        assert (
-            torch.equal(target_c["labels"], target["labels"])
-            and target_c["labels"].dtype == torch.int64
-        )
-        assert torch.equal(target_c["masks"], target["masks"])
-        assert target_c["image_id"] == target["image_id"]
-    first = coco["annotations"][0]
-    mask = scenes[first["image_id"]][1]["masks"][0]
-    assert first["area"] == int(mask.sum())
-
-
-def test_coco_bbox_agrees_with_pycocotools_rle_box(tmp_path):
-    from pycocotools import mask as coco_mask
-
-    ann_file = export_coco(SceneDataset("val", 3, SMALL, progress=False), tmp_path / "coco")
-    for annotation in json.loads(ann_file.read_text())["annotations"]:
-        rle = dict(annotation["segmentation"], counts=annotation["segmentation"]["counts"].encode())
-        np.testing.assert_allclose(coco_mask.toBbox(rle), annotation["bbox"])
-
-
-def test_coco_images_without_annotations_and_transforms(tmp_path):
-    scenes = SceneDataset(
-        "test", 2, SceneConfig(size=48, min_objects=0, max_objects=0), progress=False
-    )
-    ann_file = export_coco(scenes, tmp_path / "empty")
-    loaded = CocoDataset(
-        tmp_path / "empty" / "images", ann_file, transforms=v2.RandomHorizontalFlip(p=1.0)
-    )
-    image, target = loaded[1]
-    assert image.shape == (3, 48, 48)
-    assert (
-        target["boxes"].shape == (0, 4)
-        and target["labels"].shape == (0,)
-        and target["masks"].shape == (0, 48, 48)
-    )
-    check_target(target, canvas_size=(48, 48))
-
-
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
@@ -259,14 +178,41 @@ def test_scene_dataset_rejects_bad_arguments(kwargs, error, message):
         SceneDataset(**arguments)
 
 
-def test_index_errors_and_coco_path_errors(tmp_path):
+def test_index_errors():
     dataset = SceneDataset("train", 2, SMALL, progress=False)
     with pytest.raises(IndexError):
         dataset[2]
+    with pytest.raises(TypeError, match="index"):
+        dataset[1.0]
     assert torch.equal(dataset[-1][0], dataset[1][0])
-    with pytest.raises(ValueError, match="image_dir"):
-        CocoDataset(tmp_path / "missing", tmp_path / "a.json")
-    with pytest.raises(ValueError, match="export_coco needs detection"):
-        export_coco(
-            SceneDataset("train", 2, SMALL, task="segmentation", progress=False), tmp_path / "x"
-        )
+    assert (
+        dataset.scene(-2).image.tobytes()
+        == generate_scene(scene_seed("train", 0), SMALL).image.tobytes()
+    )
+
+
+def test_image_from_pixels_scales_to_float_chw():
+    pixels = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) * 15
+    image = image_from_pixels(pixels)
+    assert isinstance(image, tv_tensors.Image) and image.dtype == torch.float32
+    assert image.shape == (3, 2, 3)
+    assert torch.equal(image[:, 1, 2], torch.tensor([15.0, 16.0, 17.0]) * 15 / 255)
+    assert torch.equal(
+        (image * 255).round().to(torch.uint8).permute(1, 2, 0), torch.from_numpy(pixels)
+    )
+
+
+def test_check_transforms():
+    check_transforms(None)
+    check_transforms(v2.RandomHorizontalFlip())
+    with pytest.raises(TypeError, match="transforms must be callable"):
+        check_transforms("flip")
+
+
+def test_crop_dataset_rejects_bad_types():
+    with pytest.raises(TypeError, match="context"):
+        CropDataset("train", 10, context="wide", config=SMALL)
+    with pytest.raises(TypeError, match="seed"):
+        CropDataset("train", 10, seed=0.5, config=SMALL)
+    with pytest.raises(ValueError, match="background_per_image"):
+        CropDataset("train", 10, background_per_image=-1, config=SMALL)

@@ -1,6 +1,7 @@
 """Unit tests for paths, device, validate, results and the Colab set-up cell."""
 
 import random
+import re
 import tomllib
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.core import colab, device, paths, results, validate
+from course_utils.core import colab, device, paths, results, tensors, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -223,7 +224,8 @@ def test_colab_packages_are_ranges_not_pins():
             f"Colab's {requirement.name} {colab_versions[requirement.name]} does not satisfy {line}"
         )
     assert not any("opencv" in line for line in project["dependencies"]), (
-        "OpenCV stays out of the runtime dependencies (a second OpenCV wheel on Colab can hide cv2.ximgproc)"
+        "OpenCV stays out of the runtime dependencies "
+        "(a second OpenCV wheel on Colab can hide cv2.ximgproc)"
     )
     python = project["requires-python"]
     assert all(
@@ -238,7 +240,7 @@ def test_one_thread_restores_the_thread_count_even_after_an_error():
     assert torch.get_num_threads() == before
     with pytest.raises(ZeroDivisionError):
         with device.one_thread():
-            1 / 0
+            raise ZeroDivisionError("inside one_thread")
     assert torch.get_num_threads() == before
 
 
@@ -254,3 +256,105 @@ def test_notebook_setup_turns_tf32_off():
         )
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+# --------------------------------------------------------------------------- settings checks
+
+
+@pytest.mark.parametrize("value", [1, 7, np.int64(3), np.uint8(200)])
+def test_check_int_accepts_python_and_numpy_ints(value):
+    checked = validate.check_int(value, "steps")
+    assert checked == int(value) and type(checked) is int
+
+
+@pytest.mark.parametrize("value", [True, 1.0, "3", None, torch.tensor(3)])
+def test_check_int_rejects_other_types_with_a_type_error_naming_the_argument(value):
+    with pytest.raises(TypeError, match=r"steps must be an int >= 1, got"):
+        validate.check_int(value, "steps")
+
+
+@pytest.mark.parametrize(
+    "value, minimum, maximum, words",
+    [(0, 1, None, ">= 1, got 0"), (11, 0, 10, "in [0, 10], got 11"), (-1, 0, 10, "in [0, 10]")],
+)
+def test_check_int_rejects_values_out_of_range(value, minimum, maximum, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        validate.check_int(value, "size", minimum, maximum)
+
+
+def test_check_int_lets_none_through_only_when_allowed():
+    assert validate.check_int(None, "val_every", allow_none=True) is None
+    assert validate.check_int(0, "offset", minimum=None) == 0
+    with pytest.raises(TypeError):
+        validate.check_int(None, "val_every")
+
+
+@pytest.mark.parametrize("value", [0, 0.5, 1, np.float32(0.25)])
+def test_check_number_accepts_numbers_in_range(value):
+    assert validate.check_number(value, "iou", 0, 1) == pytest.approx(float(value))
+
+
+@pytest.mark.parametrize(
+    "value, error",
+    [
+        (True, TypeError),
+        ("0.5", TypeError),
+        (None, TypeError),
+        (float("nan"), ValueError),
+        (float("inf"), ValueError),
+        (1.5, ValueError),
+        (-0.1, ValueError),
+    ],
+)
+def test_check_number_rejects_wrong_types_and_values(value, error):
+    with pytest.raises(error, match=r"iou must be a number in \[0, 1\]"):
+        validate.check_number(value, "iou", 0, 1)
+
+
+# --------------------------------------------------------------------------- tensors
+
+
+def test_plain_strips_the_tv_tensor_wrapper_without_copying():
+    from torchvision import tv_tensors
+
+    boxes = tv_tensors.BoundingBoxes([[0, 0, 4, 4]], format="XYXY", canvas_size=(8, 8))
+    result = tensors.plain(boxes)
+    assert type(result) is torch.Tensor and result.data_ptr() == boxes.data_ptr()
+    assert tensors.plain([1, 2]) == [1, 2]
+
+
+def test_to_device_walks_containers_and_keeps_tv_tensors():
+    from collections import namedtuple
+
+    from torchvision import tv_tensors
+
+    Pair = namedtuple("Pair", "image target")
+    boxes = tv_tensors.BoundingBoxes(
+        torch.tensor([[1.0, 2, 5, 6]]), format="XYXY", canvas_size=(8, 8)
+    )
+    batch = [
+        Pair(tv_tensors.Image(torch.rand(3, 8, 8)), {"boxes": boxes, "image_id": 3, "name": None}),
+        (torch.zeros(2), "text"),
+    ]
+    moved = tensors.to_device(batch, "meta")
+    assert isinstance(moved, list) and isinstance(moved[0], Pair) and isinstance(moved[1], tuple)
+    assert moved[0].image.device.type == "meta" and isinstance(moved[0].image, tv_tensors.Image)
+    moved_boxes = moved[0].target["boxes"]
+    assert isinstance(moved_boxes, tv_tensors.BoundingBoxes) and moved_boxes.device.type == "meta"
+    assert tuple(moved_boxes.canvas_size) == (8, 8)
+    assert (
+        moved[0].target["image_id"] == 3
+        and moved[0].target["name"] is None
+        and moved[1][1] == "text"
+    )
+
+
+def test_segmentation_logits_reads_dicts_and_resizes():
+    logits = torch.randn(2, 5, 4, 4)
+    assert tensors.segmentation_logits({"out": logits}, (4, 4)) is logits
+    resized = tensors.segmentation_logits(logits, (8, 8))
+    assert resized.shape == (2, 5, 8, 8)
+    expected = torch.nn.functional.interpolate(logits, size=(8, 8), mode="bilinear")
+    torch.testing.assert_close(resized, expected)
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\) logits"):
+        tensors.segmentation_logits(torch.randn(5, 4, 4), (4, 4))

@@ -121,7 +121,8 @@ def test_notebook_starts_with_the_colab_setup_cell(path):
     cells = _code_cells(_read(path))
     assert cells, f"{path.name} has no code cell"
     assert cells[0].source.strip() == SETUP_CELL.strip(), (
-        f"{path.name}: the first code cell must be course_utils.core.colab.SETUP_CELL exactly; got:\n{cells[0].source}"
+        f"{path.name}: the first code cell must be course_utils.core.colab.SETUP_CELL exactly; "
+        f"got:\n{cells[0].source}"
     )
 
 
@@ -141,7 +142,7 @@ def test_the_cv2_imshow_pattern_catches_what_it_should():
         assert not CV2_IMSHOW.search(source), source
 
 
-# --------------------------------------------------------------------------- environment.yml vs pyproject
+# ------------------------------------------------------------------ environment.yml vs pyproject
 
 
 def parse_environment_yml(text: str) -> dict[str, list[str]]:
@@ -320,7 +321,8 @@ def _get(url: str):
 
 
 def _group_alive(pgid: int) -> bool:
-    """Whether any process of the group still runs (zombies waiting for their parent do not count)."""
+    """Whether any process of the group still runs (zombies waiting for their parent do not
+    count)."""
     proc = Path("/proc")
     if not proc.is_dir():
         try:
@@ -343,7 +345,10 @@ def test_make_lab_serves_the_notebooks_folder(tmp_path):
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     port, token = _free_port(), secrets.token_hex(16)
-    lab_args = f"--no-browser --port={port} --IdentityProvider.token={token} --ServerApp.open_browser=False"
+    lab_args = (
+        f"--no-browser --port={port} --IdentityProvider.token={token} "
+        "--ServerApp.open_browser=False"
+    )
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         lab_args += (
             " --allow-root"  # containers and CI often run as root; Jupyter refuses that otherwise

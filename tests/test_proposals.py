@@ -7,10 +7,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from torchvision import tv_tensors
 
 from course_utils.data.scenes import SceneConfig, generate_scene, scene_seed
 from course_utils.detection import proposals as P
-from course_utils.detection import selective_search as ss
+from course_utils.detection.selective_search import selective_search
 
 # --------------------------------------------------------------------------- quality
 
@@ -21,6 +22,9 @@ def test_best_overlaps_known_values():
         [[0.0, 0.0, 10.0, 5.0], [20.0, 20.0, 30.0, 30.0], [0.0, 0.0, 5.0, 10.0]]
     )
     np.testing.assert_allclose(P.best_overlaps(proposals, gt).numpy(), [0.5, 1.0])
+    wrapped = tv_tensors.BoundingBoxes(gt, format="XYXY", canvas_size=(40, 40))
+    overlaps = P.best_overlaps(proposals.numpy(), wrapped)
+    assert type(overlaps) is torch.Tensor and overlaps.tolist() == [0.5, 1.0]
     np.testing.assert_array_equal(P.best_overlaps(torch.zeros(0, 4), gt).numpy(), [0.0, 0.0])
     assert P.best_overlaps(proposals, torch.zeros(0, 4)).shape == (0,)
     with pytest.raises(ValueError, match="x2 < x1"):
@@ -39,7 +43,8 @@ def test_proposal_quality_counts_only_the_first_proposals():
     ]
     q = P.proposal_quality(proposals, gt, labels, counts=[0, 1, 2, 3, 10])
     np.testing.assert_array_equal(q["counts"], [0, 1, 2, 3, 10])
-    # best overlaps per count: gt boxes (a, b, c) = (0, 0, 0), (0, 0, 1), (.5, 0, 1), (.5, 1, 1), (.5, 1, 1)
+    # best overlaps per count of gt boxes (a, b, c):
+    # (0, 0, 0), (0, 0, 1), (.5, 0, 1), (.5, 1, 1), (.5, 1, 1)
     np.testing.assert_allclose(
         q["best_overlaps"], [[0, 0, 0], [0, 0, 1], [0.5, 0, 1], [0.5, 1, 1], [0.5, 1, 1]]
     )
@@ -99,6 +104,10 @@ def test_random_proposals_stay_inside_and_are_seeded():
     assert P.random_proposals(0, (64, 96)).shape == (0, 4)
     with pytest.raises(ValueError, match="num"):
         P.random_proposals(-1, (64, 96))
+    with pytest.raises(TypeError, match="num"):
+        P.random_proposals(2.5, (64, 96))
+    with pytest.raises(ValueError, match="min_side"):
+        P.random_proposals(3, (64, 96), min_side=65)
 
 
 def test_sliding_windows_tile_the_image():
@@ -107,6 +116,8 @@ def test_sliding_windows_tile_the_image():
     assert boxes[0].tolist() == [0, 0, 64, 64] and boxes[-1].tolist() == [96, 96, 128, 128]
     with pytest.raises(ValueError, match="stride_fraction"):
         P.sliding_window_proposals((8, 8), stride_fraction=0)
+    with pytest.raises(ValueError, match="stride_fraction"):
+        P.sliding_window_proposals((8, 8), stride_fraction=1.5)
 
 
 # --------------------------------------------------------------------------- the cache
@@ -120,7 +131,10 @@ def data_folder(tmp_path, monkeypatch):
 
 @pytest.fixture
 def counting(monkeypatch):
-    """Replace the Selective Search call by a cheap fake that counts calls (index-free, image-dependent)."""
+    """Replace the Selective Search call by a cheap fake that counts its calls.
+
+    The fake's boxes depend on the image, not on its index.
+    """
     calls = []
 
     def fake(image, params):
@@ -180,6 +194,8 @@ def test_max_proposals_is_applied_on_loading(data_folder, counting):
         P.load_proposals("val", 2, max_proposals=0)
     with pytest.raises(ValueError, match="num_images"):
         P.load_proposals("val", -1)
+    with pytest.raises(TypeError, match="max_proposals"):
+        P.load_proposals("val", 2, max_proposals=2.0)
 
 
 def test_a_corrupt_cache_file_is_recomputed_with_a_warning(data_folder, counting):
@@ -217,7 +233,7 @@ def test_writes_are_atomic_and_clear_removes_files(data_folder, counting):
 def test_real_proposals_match_selective_search_on_the_scene(data_folder):
     boxes = P.load_proposals("val", 1, params={"mode": "single"}, progress=False)[0]
     image = generate_scene(scene_seed("val", 0)).image
-    assert torch.equal(boxes, ss.selective_search(image, mode="single"))
+    assert torch.equal(boxes, selective_search(image, mode="single"))
     assert torch.equal(
         P.load_proposals("val", 1, params={"mode": "single"}, max_proposals=5)[0], boxes[:5]
     )

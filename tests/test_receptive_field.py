@@ -59,9 +59,12 @@ def test_gridding_holes_with_equal_dilations_not_with_growing_ones():
 
 def test_same_parameters_whatever_the_dilation():
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert count(rf.conv_stack(rf.dilated_layers([1, 2, 4, 8]))) == count(
-        rf.conv_stack(rf.dilated_layers([1] * 4))
-    )
+    dilated = rf.conv_stack(rf.dilated_layers([1, 2, 4, 8]))
+    assert count(dilated) == count(rf.conv_stack(rf.dilated_layers([1] * 4)))
+    # 9 * channels * (in + channels (L - 1)) weights + channels * L biases (docstring's formula)
+    assert count(dilated) == 9 * 4 * (1 + 4 * 3) + 4 * 4
+    # and the size is kept: padding d (k - 1) // 2
+    assert dilated(torch.zeros(1, 1, 20, 20)).shape == (1, 4, 20, 20)
 
 
 def test_layers_of_reads_pools_and_rejects_rectangles():
@@ -97,8 +100,11 @@ def test_context_module_starts_as_identity_and_learns():
     assert not torch.allclose(module(x), x)
     plain = rf.ContextModule(3, (1, 2), identity_init=False)
     assert not torch.allclose(plain.body[0].weight[:, :, 0, 0], torch.zeros(3, 3))
+    assert plain.dilations == (1, 2) and plain.out.weight.shape == (3, 3, 1, 1)
     with pytest.raises(ValueError, match="channels"):
         rf.ContextModule(0)
+    with pytest.raises(TypeError, match="channels"):
+        rf.ContextModule(2.0)
 
 
 def test_max_pools_are_measured_with_their_whole_window():

@@ -1,12 +1,13 @@
-"""The student release: nbgrader metadata, the release itself, and what a student sees when running it.
+"""The student release: nbgrader metadata, the release itself, what a student sees running it.
 
 For every source notebook in notebooks/ (none, some or all may exist) and for the worked example
 tests/fixtures/assignment_example.ipynb:
 
 - its nbgrader metadata is valid;
 - the release contains none of the solution or hidden-test lines, and no outputs;
-- executed in a fresh kernel, the release stops with NotImplementedError (or CheckFailed) no later than the first
-  graded check cell, and with USE_REFERENCE_SOLUTIONS = True the fallback cell then switches to the reference.
+- executed in a fresh kernel, the release stops with NotImplementedError (or CheckFailed) no later
+  than the first graded check cell, and with USE_REFERENCE_SOLUTIONS = True the fallback cell then
+  switches to the reference.
 
 release/ is committed; a test keeps it identical to what ``make release`` generates.
 """
@@ -14,6 +15,8 @@ release/ is committed; a test keeps it identical to what ``make release`` genera
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -29,6 +32,7 @@ from course_utils.instructor.release import (
     nbgrader_problems,
     release_all,
     release_notebook,
+    release_preprocessors,
     solution_cell,
     source_notebooks,
     validate_nbgrader_metadata,
@@ -91,9 +95,9 @@ def _all_lines(nb) -> set[str]:
     return {line.strip() for cell in nb.cells for line in cell.source.split("\n")}
 
 
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Building cells and validating metadata
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 SOLUTION_SOURCE = "def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"
 
@@ -206,9 +210,9 @@ def test_notebook_nbgrader_metadata_is_valid(path):
     MetadataValidator().validate_nb(nb)
 
 
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The release
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_release_of_the_example(tmp_path):
@@ -292,6 +296,67 @@ def test_main_reports_invalid_notebooks_and_missing_folders(tmp_path, capsys):
         source_notebooks(tmp_path / "missing")
 
 
+def test_release_uses_nbgraders_preprocessors_in_generate_assignments_order():
+    names = [type(step).__name__ for step in release_preprocessors()]
+    assert names == [
+        "LockCells",
+        "ClearSolutions",
+        "ClearOutput",
+        "CheckCellMetadata",
+        "ClearHiddenTests",
+        "ClearMarkScheme",
+        "ComputeChecksums",
+        "CheckCellMetadata",
+    ]
+
+
+def test_release_without_nbgrader_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "nbgrader.preprocessors", None)  # import raises ImportError
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[instructor\]'"):
+        release_preprocessors()
+    with pytest.raises(ImportError, match="needs nbgrader"):
+        release_notebook(FIXTURE)
+
+
+WITHOUT_NOTEBOOK_TOOLING = """
+import sys
+
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("nbgrader", "nbformat", "nbclient", "nbconvert"):
+            raise ImportError(f"{name} is blocked by the test")
+        return None
+
+sys.meta_path.insert(0, Blocker())
+import course_utils.instructor.release as release
+
+cell = None
+try:
+    release.check_cell("check(f)", "check_f", points=1)
+except ImportError as error:
+    cell = str(error)
+loaded = sorted(n for n in sys.modules if n.split(".")[0] in ("nbgrader", "nbformat", "nbclient"))
+print(loaded, cell)
+sys.argv = ["release", "--help"]
+release.main()
+"""
+
+
+def test_release_imports_and_shows_help_without_nbgrader_or_nbformat():
+    """Importing the module needs neither (they are imported when a notebook is handled)."""
+    completed = subprocess.run(
+        [sys.executable, "-c", WITHOUT_NOTEBOOK_TOOLING],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert completed.returncode == 0, completed.stderr
+    first, _, help_text = completed.stdout.partition("\n")
+    assert first == "[] nbformat is blocked by the test"
+    assert "--source" in help_text and "--no-prune" in help_text
+
+
 def test_committed_release_matches_make_release():
     """release/ is committed for Colab; it must be exactly what `make release` writes."""
     sources = source_notebooks(NOTEBOOKS) if NOTEBOOKS.is_dir() else []
@@ -306,9 +371,9 @@ def test_committed_release_matches_make_release():
         )
 
 
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Running the release as a student would
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def _client(nb, cwd: Path) -> NotebookClient:
@@ -338,7 +403,8 @@ def _write_release(path: Path, tmp_path: Path):
 
 
 def _run_until_the_first_check_fails(client: NotebookClient, nb) -> int:
-    """Run cells in order up to the first graded check; assert it stops there (or at a solution stub before)."""
+    """Run cells in order up to the first graded check; assert it stops there (or at a solution
+    stub before)."""
     first_check = _first_check(nb)
     first_assignment = min(
         i for i, c in enumerate(nb.cells) if _nbgrader(c).get("solution") or _is_check(c)
@@ -376,7 +442,8 @@ def _set_reference_solutions(client: NotebookClient, nb, value: bool) -> bool:
 
 
 def _run_through_the_fallback(client: NotebookClient, nb, after: int) -> int | None:
-    """Run the cells after ``after`` up to the next fallback cell; return its index (None if there is none)."""
+    """Run the cells after ``after`` up to the next fallback cell; return its index (None if
+    there is none)."""
     fallback = next(
         (
             i
@@ -395,8 +462,9 @@ def _run_through_the_fallback(client: NotebookClient, nb, after: int) -> int | N
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SOURCE_NOTEBOOKS, ids=_ids(SOURCE_NOTEBOOKS))
 def test_released_notebook_stops_at_the_first_check(path, tmp_path):
-    """Fresh kernel, the release's own folder: it must fail at (or before) the first graded check, never pass
-    silently; then USE_REFERENCE_SOLUTIONS = True makes the fallback cell switch to the reference."""
+    """Fresh kernel, the release's own folder: it must fail at (or before) the first graded
+    check, never pass silently; then USE_REFERENCE_SOLUTIONS = True makes the fallback cell
+    switch to the reference."""
     if _first_check(nbformat.read(path, as_version=4)) is None:
         pytest.skip("no graded check cell in this notebook")
     nb, folder = _write_release(path, tmp_path)
@@ -411,7 +479,8 @@ def test_released_notebook_stops_at_the_first_check(path, tmp_path):
 
 @pytest.mark.slow
 def test_example_notebook_as_a_student_and_as_the_instructor_run_it(tmp_path):
-    """The same checks on the worked example, plus what comes after: one kernel for the whole story."""
+    """The same checks on the worked example, plus what comes after: one kernel for the whole
+    story."""
     source = nbformat.read(FIXTURE, as_version=4)
     nb, folder = _write_release(FIXTURE, tmp_path)
     client = _client(nb, folder)

@@ -1,6 +1,7 @@
 """Tests of the scene generator: determinism, exact targets, variety, bad input."""
 
 import dataclasses
+import hashlib
 
 import numpy as np
 import pytest
@@ -8,12 +9,15 @@ import torch
 from torchvision.ops import masks_to_boxes
 
 from course_utils.data.scenes import (
+    GENERATOR_VERSION,
     SEMANTIC_CLASSES,
+    SPLITS,
     STUFF_CLASSES,
     THING_CLASSES,
     Scene,
     SceneConfig,
     boxes_from_masks,
+    check_split,
     config_hash,
     generate_scene,
     instance_map_from_masks,
@@ -51,6 +55,48 @@ def test_same_seed_gives_identical_bytes_and_other_seeds_differ():
     for field in ("image", "boxes", "labels", "masks", "semantic"):
         assert getattr(first, field).tobytes() == getattr(again, field).tobytes()
     assert generate_scene(12346, SMALL).image.tobytes() != first.image.tobytes()
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize(
+    "split, index, labels, boxes, image_digest, semantic_digest",
+    [
+        (
+            "train",
+            0,
+            [3, 1, 2, 1],
+            [[22, 2, 31, 12], [17, 12, 23, 19], [20, 30, 39, 45], [49, 22, 64, 36]],
+            "b672670bf5a7a77f",
+            "ac2e2800177d5b31",
+        ),
+        (
+            "test",
+            5,
+            [1, 2],
+            [[46, 14, 56, 23], [5, 31, 23, 50]],
+            "82eae6db09dabcb5",
+            "33f46e823952cf04",
+        ),
+    ],
+)
+def test_generator_output_is_pinned_for_this_generator_version(
+    split, index, labels, boxes, image_digest, semantic_digest
+):
+    """If this fails, the generator's output changed: bump GENERATOR_VERSION (caches!) and
+    update the pinned values."""
+    assert GENERATOR_VERSION == 4
+    scene = generate_scene(scene_seed(split, index), SMALL)
+    assert scene.labels.tolist() == labels and scene.boxes.tolist() == boxes
+    assert _digest(scene.image) == image_digest and _digest(scene.semantic) == semantic_digest
+
+
+def test_config_hash_is_pinned():
+    """The cache file names of the default and a small configuration (GENERATOR_VERSION 4)."""
+    assert config_hash(SceneConfig()) == "41fd3049ac"
+    assert config_hash(SceneConfig(size=64)) == config_hash(SMALL) != config_hash(SceneConfig())
 
 
 def test_splits_use_disjoint_seeds_and_give_different_images():
@@ -185,11 +231,31 @@ def test_bad_config_values_are_rejected_with_the_field_name(kwargs, message):
 def test_bad_types_and_arguments_are_rejected():
     with pytest.raises(TypeError, match="size"):
         SceneConfig(size=128.0)
+    with pytest.raises(TypeError, match="SceneConfig.max_aspect"):
+        SceneConfig(max_aspect="wide")
     with pytest.raises(ValueError, match="split"):
         scene_seed("training", 0)
     with pytest.raises(ValueError, match="index"):
         scene_seed("train", -1)
-    with pytest.raises(TypeError, match="seed"):
+    with pytest.raises(ValueError, match="index"):
+        scene_seed("train", 2**32)
+    with pytest.raises(TypeError, match="index"):
+        scene_seed("train", 1.0)
+    with pytest.raises(ValueError, match="seed"):
         generate_scene(-5)
+    with pytest.raises(TypeError, match="seed"):
+        generate_scene(True)
     with pytest.raises(TypeError, match="config"):
         generate_scene(0, config={"size": 64})
+
+
+def test_scene_seeds_and_split_check():
+    assert [scene_seed(split, 7) for split in SPLITS] == [
+        1 * 2**32 + 7,
+        2 * 2**32 + 7,
+        3 * 2**32 + 7,
+    ]
+    assert scene_seed("val", np.int64(3)) == 2 * 2**32 + 3
+    assert [check_split(split) for split in SPLITS] == list(SPLITS)
+    with pytest.raises(ValueError, match="split must be one of"):
+        check_split("dev")

@@ -1,37 +1,30 @@
-"""course_utils.engine.train: the shared loop resumes exactly, checkpoints safely, records what it did."""
+"""course_utils.engine.loop.fit: resumes exactly, checkpoints safely, records what it did."""
 
-import collections
 import math
 import signal
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 from torchvision import tv_tensors
 
-from course_utils.engine import train
-from course_utils.engine.checkpoint import load_checkpoint
-from course_utils.engine.train import (
+from course_utils.engine import (
     CheckpointError,
-    History,
-    SeededBatchSampler,
+    TrainConfig,
     classification_loss,
     detection_loss,
-    epoch_permutation,
     fit,
-    segmentation_logits,
-    segmentation_loss,
-    to_device,
+    loop,
 )
+from course_utils.engine.checkpoint import load_checkpoint
 
 STEPS, BATCH = 12, 8
 
 
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
-    """Tiny tensors: OpenMP threads only add waiting on a busy 2-core machine (tens of ms per op)."""
+    """Tiny tensors: OpenMP threads only add waiting on a busy 2-core machine (tens of ms/op)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -71,8 +64,14 @@ def _setup(kind, init_seed=5):
     return model, optimizer, scheduler
 
 
+def _cpu(**settings) -> TrainConfig:
+    """A TrainConfig for the tests: on the CPU, no progress bar."""
+    return TrainConfig(device="cpu", progress=False, **settings)
+
+
 class CountingLoss:
-    """classification_loss that counts its calls and can raise KeyboardInterrupt on call ``interrupt_at``."""
+    """classification_loss that counts its calls and can raise KeyboardInterrupt on call
+    ``interrupt_at``."""
 
     def __init__(self, interrupt_at=None):
         self.calls, self.interrupt_at = 0, interrupt_at
@@ -84,21 +83,22 @@ class CountingLoss:
         return classification_loss(model, batch)
 
 
-def _run(tmp_path, name, kind="sgd", init_seed=5, loss_fn=None, **kwargs):
+def _run(tmp_path, name, kind="sgd", init_seed=5, loss_fn=None, **settings):
     model, optimizer, scheduler = _setup(kind, init_seed)
-    history = fit(
-        model,
-        NoisyDataset(),
-        loss_fn=loss_fn or classification_loss,
-        optimizer=optimizer,
-        scheduler=scheduler,
+    config = _cpu(
         steps=STEPS,
         batch_size=BATCH,
         checkpoint=tmp_path / f"{name}.pt",
         checkpoint_every=5,
-        device="cpu",
-        progress=False,
-        **kwargs,
+        **settings,
+    )
+    history = fit(
+        model,
+        NoisyDataset(),
+        loss_fn or classification_loss,
+        optimizer,
+        config,
+        scheduler=scheduler,
     )
     return model, history
 
@@ -123,6 +123,7 @@ def test_resuming_after_stop_after_gives_the_uninterrupted_weights(tmp_path, cap
     _, first = _run(tmp_path, "resumed", kind, stop_after=7)
     assert first.step == 7 and len(first.records) == 7
     assert load_checkpoint(tmp_path / "resumed.pt")["step"] == 7
+    assert "stopped after step 7 of 12 (stop_after)" in capsys.readouterr().out
     counting = CountingLoss()
     # A different initialisation: everything must come from the checkpoint.
     model, history = _run(tmp_path, "resumed", kind, init_seed=99, loss_fn=counting)
@@ -152,7 +153,7 @@ def test_keyboard_interrupt_saves_and_the_rerun_resumes_exactly(tmp_path, capsys
 def test_an_interrupt_during_the_update_is_held_back_until_it_is_done():
     done = []
     with pytest.raises(KeyboardInterrupt):
-        with train._interrupts_deferred():
+        with loop._interrupts_deferred():
             signal.raise_signal(signal.SIGINT)
             done.append("update finished")
     assert done == ["update finished"]
@@ -169,32 +170,29 @@ def test_a_finished_checkpoint_is_loaded_without_training(tmp_path, capsys):
     assert history.losses == trained_history.losses and history.finished
 
 
+def test_a_checkpoint_already_past_stop_after_is_loaded_without_training(tmp_path, capsys):
+    stopped, _ = _run(tmp_path, "early", stop_after=7)
+    counting = CountingLoss()
+    model, history = _run(tmp_path, "early", init_seed=99, loss_fn=counting, stop_after=5)
+    assert counting.calls == 0 and history.step == 7 and not history.finished
+    assert "already at step 7 of 12; not training (stop_after=5)" in capsys.readouterr().out
+    _assert_same_state(model, stopped)
+
+
 def test_more_steps_than_the_checkpoint_continues_training(tmp_path, capsys):
     model, optimizer, _ = _setup("sgd")
-    fit(
-        model,
-        NoisyDataset(),
-        loss_fn=classification_loss,
-        optimizer=optimizer,
-        steps=4,
-        batch_size=BATCH,
-        checkpoint=tmp_path / "grow.pt",
-        device="cpu",
-        progress=False,
-    )
-    history = fit(
-        model,
-        NoisyDataset(),
-        loss_fn=classification_loss,
-        optimizer=optimizer,
-        steps=6,
-        batch_size=BATCH,
-        checkpoint=tmp_path / "grow.pt",
-        device="cpu",
-        progress=False,
-    )
+    for steps in (4, 6):
+        config = _cpu(steps=steps, batch_size=BATCH, checkpoint=tmp_path / "grow.pt")
+        history = fit(model, NoisyDataset(), classification_loss, optimizer, config)
     assert "resumed from step 4 of 6" in capsys.readouterr().out
     assert [r["step"] for r in history.records] == [1, 2, 3, 4, 5, 6]
+
+
+def test_fit_restores_the_models_mode(tmp_path):
+    model, optimizer, _ = _setup("sgd")
+    model.eval()
+    fit(model, NoisyDataset(), classification_loss, optimizer, _cpu(steps=2, batch_size=BATCH))
+    assert not model.training
 
 
 # --------------------------------------------------------------------------- checkpoint safety
@@ -220,13 +218,9 @@ def test_a_checkpoint_of_another_model_raises_and_leaves_the_model_alone(tmp_pat
         fit(
             other,
             NoisyDataset(),
-            loss_fn=classification_loss,
-            optimizer=torch.optim.SGD(other.parameters(), lr=0.1),
-            steps=STEPS,
-            batch_size=BATCH,
-            checkpoint=tmp_path / "small.pt",
-            device="cpu",
-            progress=False,
+            classification_loss,
+            torch.optim.SGD(other.parameters(), lr=0.1),
+            _cpu(steps=STEPS, batch_size=BATCH, checkpoint=tmp_path / "small.pt"),
         )
     assert all(torch.equal(before[key], value) for key, value in other.state_dict().items())
 
@@ -238,14 +232,20 @@ def test_a_checkpoint_with_another_optimizer_raises(tmp_path):
         fit(
             model,
             NoisyDataset(),
-            loss_fn=classification_loss,
-            optimizer=torch.optim.Adam(model.parameters()),
-            steps=STEPS,
-            batch_size=BATCH,
-            checkpoint=tmp_path / "sgd_run.pt",
-            device="cpu",
-            progress=False,
+            classification_loss,
+            torch.optim.Adam(model.parameters()),
+            _cpu(steps=STEPS, batch_size=BATCH, checkpoint=tmp_path / "sgd_run.pt"),
         )
+
+
+def test_a_checkpoint_without_a_scheduler_raises_when_resumed_with_one(tmp_path):
+    model, optimizer, scheduler = _setup("sgd")
+    path = tmp_path / "plain.pt"
+    config = _cpu(steps=STEPS, batch_size=BATCH, checkpoint=path, stop_after=3)
+    fit(model, NoisyDataset(), classification_loss, optimizer, config)
+    config = _cpu(steps=STEPS, batch_size=BATCH, checkpoint=path)
+    with pytest.raises(CheckpointError, match="without a scheduler"):
+        fit(model, NoisyDataset(), classification_loss, optimizer, config, scheduler=scheduler)
 
 
 def test_a_file_not_written_by_fit_raises(tmp_path):
@@ -257,43 +257,37 @@ def test_a_file_not_written_by_fit_raises(tmp_path):
         fit(
             model,
             NoisyDataset(),
-            loss_fn=classification_loss,
-            optimizer=optimizer,
-            steps=2,
-            batch_size=BATCH,
-            checkpoint=tmp_path / "bare.pt",
-            device="cpu",
-            progress=False,
+            classification_loss,
+            optimizer,
+            _cpu(steps=2, batch_size=BATCH, checkpoint=tmp_path / "bare.pt"),
         )
 
 
 def test_resuming_with_other_settings_warns(tmp_path):
     _run(tmp_path, "changed", stop_after=3)
     model, optimizer, scheduler = _setup("sgd")
-    with pytest.warns(UserWarning, match="batch_size"):
+    with pytest.warns(UserWarning, match="batch_size") as warned:
         fit(
             model,
             NoisyDataset(),
-            loss_fn=classification_loss,
-            optimizer=optimizer,
+            classification_loss,
+            optimizer,
+            _cpu(steps=STEPS, batch_size=4, checkpoint=tmp_path / "changed.pt"),
             scheduler=scheduler,
-            steps=STEPS,
-            batch_size=4,
-            checkpoint=tmp_path / "changed.pt",
-            device="cpu",
-            progress=False,
         )
+    assert "batch_size 8 -> 4" in str(warned[0].message)
+    assert warned[0].filename == __file__  # the warning points at the caller of fit
 
 
 def test_checkpoints_are_written_atomically_and_periodically(tmp_path, monkeypatch):
     saved_steps = []
-    original = train.save_checkpoint
+    original = loop.save_checkpoint
 
     def spy(state, path):
         saved_steps.append(state["step"])
         return original(state, path)
 
-    monkeypatch.setattr(train, "save_checkpoint", spy)
+    monkeypatch.setattr(loop, "save_checkpoint", spy)
     _run(tmp_path, "periodic")
     assert saved_steps == [5, 10, 12]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["periodic.pt"]
@@ -309,20 +303,28 @@ def test_the_checkpoint_holds_everything_needed_to_resume(tmp_path):
     assert {"python", "numpy", "torch", "cuda"} <= set(state["rng"])
 
 
+def test_the_checkpoint_format_and_saved_settings_are_unchanged(tmp_path):
+    """Checkpoints written before the engine was split must keep loading: same tag, same dict."""
+    _run(tmp_path, "format")
+    state = load_checkpoint(tmp_path / "format.pt")
+    assert state["format"] == "course_utils.train/1"
+    assert state["step"] == STEPS and state["steps"] == STEPS
+    assert state["config"] == {
+        "batch_size": BATCH,
+        "seed": 0,
+        "num_items": 40,
+        "model": "Sequential",
+        "optimizer": "SGD",
+        "scheduler": "StepLR",
+    }
+    assert set(state["history"]) == {"records", "steps", "seconds"}
+
+
 def test_a_checkpoint_name_goes_to_the_checkpoint_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(tmp_path / "ckpt"))
     model, optimizer, _ = _setup("sgd")
-    history = fit(
-        model,
-        NoisyDataset(),
-        loss_fn=classification_loss,
-        optimizer=optimizer,
-        steps=2,
-        batch_size=BATCH,
-        checkpoint="named_run",
-        device="cpu",
-        progress=False,
-    )
+    config = _cpu(steps=2, batch_size=BATCH, checkpoint="named_run")
+    history = fit(model, NoisyDataset(), classification_loss, optimizer, config)
     assert (tmp_path / "ckpt" / "named_run.pt").is_file()
     assert history.checkpoint == str(tmp_path / "ckpt" / "named_run.pt")
 
@@ -342,15 +344,11 @@ def test_history_records_steps_losses_lr_and_validation(tmp_path):
     history = fit(
         model,
         NoisyDataset(),
-        loss_fn=classification_loss,
-        optimizer=optimizer,
+        classification_loss,
+        optimizer,
+        _cpu(steps=10, batch_size=BATCH, val_every=4),
         scheduler=scheduler,
-        steps=10,
-        batch_size=BATCH,
         val_fn=val_fn,
-        val_every=4,
-        device="cpu",
-        progress=False,
     )
     assert [r["step"] for r in history.records] == list(range(1, 11))
     assert all(math.isfinite(loss) for loss in history.losses) and len(history.losses) == 10
@@ -376,16 +374,7 @@ def test_loss_dicts_are_summed_and_each_component_logged():
         return {"loss_a": base, "loss_b": 2 * base}
 
     model, optimizer, _ = _setup("sgd")
-    history = fit(
-        model,
-        NoisyDataset(),
-        loss_fn=loss_fn,
-        optimizer=optimizer,
-        steps=3,
-        batch_size=BATCH,
-        device="cpu",
-        progress=False,
-    )
+    history = fit(model, NoisyDataset(), loss_fn, optimizer, _cpu(steps=3, batch_size=BATCH))
     for record in history.records:
         assert set(record["components"]) == {"loss_a", "loss_b"}
         assert record["components"]["loss_b"] == pytest.approx(2 * record["components"]["loss_a"])
@@ -393,107 +382,67 @@ def test_loss_dicts_are_summed_and_each_component_logged():
     assert {"loss_a", "loss_b"} <= set(history.flat_records()[0])
 
 
-def test_a_history_plots_its_loss_components_and_validation_points():
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from course_utils.viz import plot_history
-
-    records = [
-        {
-            "step": s,
-            "loss": 1 / s,
-            "lr": 0.1,
-            "components": {"loss_box": 0.5 / s},
-            **({"val": {"AP": s / 10}} if s % 5 == 0 else {}),
-        }
-        for s in range(1, 11)
-    ]
-    history = History(records=records, steps=10)
-    _, (loss_ax, metric_ax) = plot_history(history, smoothing=0.5)
-    lines = {line.get_label(): line for line in loss_ax.get_lines()}
-    assert set(lines) == {"loss", "loss (smoothed 0.5)", "loss_box"}
-    np.testing.assert_allclose(lines["loss"].get_xdata(), range(1, 11))
-    np.testing.assert_allclose(lines["loss"].get_ydata(), [1 / s for s in range(1, 11)])
-    (val_line,) = metric_ax.get_lines()
-    assert val_line.get_label() == "val_AP"
-    np.testing.assert_allclose(val_line.get_xdata(), [5, 10])
-    np.testing.assert_allclose(val_line.get_ydata(), [0.5, 1.0])
-    plt.close("all")
-
-
-def test_history_state_round_trips():
-    history = History(
-        records=[{"step": 1, "loss": 0.5, "lr": 0.1, "components": {"a": 0.5}}],
-        steps=3,
-        seconds=2.0,
-    )
-    again = History.from_state_dict(history.state_dict())
-    assert again.records == history.records and again.steps == 3 and again.seconds == 2.0
-    assert again.step == 1 and not again.finished
-
-
 def test_progress_bar_runs(capsys):
     model, optimizer, _ = _setup("sgd")
     fit(
         model,
         NoisyDataset(),
-        loss_fn=classification_loss,
-        optimizer=optimizer,
-        steps=2,
-        batch_size=BATCH,
+        classification_loss,
+        optimizer,
+        TrainConfig(steps=2, batch_size=BATCH, device="cpu", progress=True),
         val_fn=lambda m: {"acc": 1.0},
-        device="cpu",
-        progress=True,
     )
-    assert "loss=" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "loss=" in err and "acc=1.000" in err and "2/2" in err
 
 
-def test_a_nan_loss_stops_with_advice():
+def test_a_nan_loss_stops_with_advice(tmp_path):
     model, optimizer, _ = _setup("sgd")
-    with pytest.raises(FloatingPointError, match="learning rate"):
+    with pytest.raises(FloatingPointError, match="learning rate") as raised:
         fit(
             model,
             NoisyDataset(),
-            loss_fn=lambda m, b: classification_loss(m, b) * float("nan"),
-            optimizer=optimizer,
-            steps=2,
-            batch_size=BATCH,
-            device="cpu",
-            progress=False,
+            lambda m, b: classification_loss(m, b) * float("nan"),
+            optimizer,
+            _cpu(steps=2, batch_size=BATCH, checkpoint=tmp_path / "nan.pt"),
         )
+    assert "at step 1" in str(raised.value) and "keeps the last saved step" in str(raised.value)
+    assert not (tmp_path / "nan.pt").exists()  # nothing was saved: no step finished
 
 
-@pytest.mark.parametrize(
-    "changes, error",
-    [
-        ({"steps": 0}, ValueError),
-        ({"batch_size": 0}, ValueError),
-        ({"steps": 2.5}, ValueError),
-        ({"val_every": 5}, ValueError),
-        ({"stop_after": 3}, ValueError),
-        ({"loss_fn": "ce"}, TypeError),
-        ({"optimizer": "sgd"}, TypeError),
-        ({"model": lambda x: x}, TypeError),
-        ({"dataset": []}, ValueError),
-        ({"checkpoint_every": -1}, ValueError),
-    ],
-)
-def test_fit_rejects_bad_arguments(changes, error):
+# --------------------------------------------------------------------------- arguments
+
+
+def _arguments(**changes):
     model, optimizer, _ = _setup("sgd")
-    arguments = {
+    return {
         "model": model,
         "dataset": NoisyDataset(),
         "loss_fn": classification_loss,
         "optimizer": optimizer,
-        "steps": 2,
-        "batch_size": 4,
-        "device": "cpu",
-        "progress": False,
+        "config": _cpu(steps=2, batch_size=4),
         **changes,
     }
-    with pytest.raises(error):
-        fit(arguments.pop("model"), arguments.pop("dataset"), **arguments)
+
+
+@pytest.mark.parametrize(
+    "changes, error, words",
+    [
+        ({"config": _cpu(steps=2, batch_size=4, val_every=5)}, ValueError, "val_fn"),
+        ({"val_fn": "accuracy"}, TypeError, "val_fn"),
+        ({"loss_fn": "ce"}, TypeError, "loss_fn"),
+        ({"optimizer": "sgd"}, TypeError, "optimizer"),
+        ({"model": lambda x: x}, TypeError, "model"),
+        ({"dataset": []}, ValueError, "dataset is empty"),
+        ({"dataset": 3}, TypeError, "map-style"),
+        ({"config": {"steps": 2, "batch_size": 4}}, TypeError, "TrainConfig"),
+    ],
+)
+def test_fit_rejects_bad_arguments(changes, error, words):
+    arguments = _arguments(**changes)
+    val_fn = arguments.pop("val_fn", None)
+    with pytest.raises(error, match=words):
+        fit(*arguments.values(), val_fn=val_fn)
 
 
 def test_reduce_lr_on_plateau_is_rejected():
@@ -502,122 +451,24 @@ def test_reduce_lr_on_plateau_is_rejected():
         fit(
             model,
             NoisyDataset(),
-            loss_fn=classification_loss,
-            optimizer=optimizer,
-            steps=2,
-            batch_size=4,
+            classification_loss,
+            optimizer,
+            _cpu(steps=2, batch_size=4),
             scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer),
-            device="cpu",
-            progress=False,
         )
 
 
-@pytest.mark.parametrize("bad", [torch.ones(3), "loss", {}, {"a": 1.0}])
-def test_loss_fn_must_return_scalar_tensors(bad):
+@pytest.mark.parametrize(
+    "bad, error",
+    [(torch.ones(3), ValueError), ("loss", TypeError), ({}, TypeError), ({"a": 1.0}, TypeError)],
+)
+def test_loss_fn_must_return_scalar_tensors(bad, error):
     model, optimizer, _ = _setup("sgd")
-    with pytest.raises((TypeError, ValueError)):
-        fit(
-            model,
-            NoisyDataset(),
-            loss_fn=lambda m, b: bad,
-            optimizer=optimizer,
-            steps=1,
-            batch_size=4,
-            device="cpu",
-            progress=False,
-        )
+    with pytest.raises(error, match="loss"):
+        fit(model, NoisyDataset(), lambda m, b: bad, optimizer, _cpu(steps=1, batch_size=4))
 
 
-# --------------------------------------------------------------------------- batches
-
-
-def test_the_sampler_resumes_with_the_same_batches():
-    full = list(SeededBatchSampler(10, 3, seed=4, stop=9))
-    assert len(full) == 9 and all(len(batch) == 3 for batch in full)
-    for epoch in range(
-        3
-    ):  # 3 batches per epoch (the 10th item is dropped), no repeats within an epoch
-        items = sum(full[3 * epoch : 3 * epoch + 3], [])
-        assert len(set(items)) == 9 and set(items) <= set(range(10))
-        assert items == epoch_permutation(10, 4, epoch)[:9].tolist()
-    assert list(SeededBatchSampler(10, 3, seed=4, start=4, stop=9)) == full[4:]
-    assert [SeededBatchSampler(10, 3, seed=4, stop=9).batch(step) for step in range(9)] == full
-    assert list(SeededBatchSampler(10, 3, seed=5, stop=9)) != full
-    assert len(SeededBatchSampler(10, 3, start=4, stop=9)) == 5
-
-
-def test_a_batch_larger_than_the_dataset_uses_the_whole_dataset():
-    batches = list(SeededBatchSampler(5, 8, stop=3))
-    assert all(sorted(batch) == [0, 1, 2, 3, 4] for batch in batches)
-
-
-def test_epoch_permutations_differ_between_epochs_and_repeat_for_the_same_seed():
-    assert torch.equal(epoch_permutation(50, 0, 3), epoch_permutation(50, 0, 3))
-    assert not torch.equal(epoch_permutation(50, 0, 3), epoch_permutation(50, 0, 4))
-    assert sorted(epoch_permutation(50, 1, 0).tolist()) == list(range(50))
-
-
-# --------------------------------------------------------------------------- to_device and loss functions
-
-
-def test_to_device_walks_containers_and_keeps_tv_tensors():
-    Pair = collections.namedtuple("Pair", "image target")
-    boxes = tv_tensors.BoundingBoxes(
-        torch.tensor([[1.0, 2, 5, 6]]), format="XYXY", canvas_size=(8, 8)
-    )
-    batch = [
-        Pair(tv_tensors.Image(torch.rand(3, 8, 8)), {"boxes": boxes, "image_id": 3, "name": None}),
-        (torch.zeros(2), "text"),
-    ]
-    moved = to_device(batch, "meta")
-    assert isinstance(moved, list) and isinstance(moved[0], Pair) and isinstance(moved[1], tuple)
-    assert moved[0].image.device.type == "meta" and isinstance(moved[0].image, tv_tensors.Image)
-    moved_boxes = moved[0].target["boxes"]
-    assert isinstance(moved_boxes, tv_tensors.BoundingBoxes) and moved_boxes.device.type == "meta"
-    assert tuple(moved_boxes.canvas_size) == (8, 8)
-    assert (
-        moved[0].target["image_id"] == 3
-        and moved[0].target["name"] is None
-        and moved[1][1] == "text"
-    )
-
-
-def test_classification_loss_is_cross_entropy():
-    model = nn.Linear(4, 3)
-    x, y = torch.randn(5, 4), torch.tensor([0, 2, 1, 1, 0])
-    assert torch.allclose(classification_loss(model, (x, y)), F.cross_entropy(model(x), y))
-
-
-def test_segmentation_loss_upsamples_ignores_255_and_weights_aux():
-    class HalfResolution(nn.Module):
-        def __init__(self, aux):
-            super().__init__()
-            self.conv, self.aux = nn.Conv2d(3, 4, 1, stride=2), aux
-
-        def forward(self, x):
-            out = self.conv(x)
-            return {"out": out, "aux": -out} if self.aux else {"out": out}
-
-    torch.manual_seed(0)
-    images = torch.rand(2, 3, 8, 8)
-    masks = torch.randint(0, 4, (2, 8, 8))
-    masks[:, :4] = 255
-    model = HalfResolution(aux=False)
-    logits = F.interpolate(model.conv(images), size=(8, 8), mode="bilinear", align_corners=False)
-    keep = masks != 255
-    expected = F.cross_entropy(logits.permute(0, 2, 3, 1)[keep], masks[keep])
-    assert torch.allclose(segmentation_loss(model, (images, tv_tensors.Mask(masks))), expected)
-    assert torch.allclose(segmentation_loss(model, (images, masks[:, None])), expected)
-    with_aux = segmentation_loss(HalfResolution(aux=True), (images, masks))
-    assert set(with_aux) == {"out", "aux"} and with_aux["aux"] > 0
-
-
-def test_segmentation_logits_accepts_tensors_and_dicts():
-    logits = torch.randn(1, 3, 4, 4)
-    assert segmentation_logits(logits, (4, 4)) is logits
-    assert segmentation_logits({"out": logits}, (8, 8)).shape == (1, 3, 8, 8)
-    with pytest.raises(ValueError):
-        segmentation_logits(torch.randn(3, 4, 4), (4, 4))
+# --------------------------------------------------------------------------- detectors, CUDA
 
 
 def _tiny_faster_rcnn():
@@ -658,15 +509,14 @@ def test_detection_loss_returns_the_models_loss_dict_and_fit_trains_a_detector()
     history = fit(
         model,
         items,
-        loss_fn=detection_loss,
+        detection_loss,
+        torch.optim.SGD(model.parameters(), lr=0.01),
+        _cpu(steps=2, batch_size=2),
         collate_fn=lambda batch: tuple(zip(*batch)),
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
-        steps=2,
-        batch_size=2,
-        device="cpu",
-        progress=False,
     )
     assert set(history.records[-1]["components"]) == set(losses)
+    last = history.records[-1]
+    assert last["loss"] == pytest.approx(sum(last["components"].values()), rel=1e-5)
     with pytest.raises(TypeError, match="dict of losses"):
         detection_loss(lambda images, targets: torch.zeros(1), tuple(zip(*items[:2])))
 
@@ -677,15 +527,17 @@ def test_mixed_precision_on_cuda_trains_and_stores_the_scaler(tmp_path):
     history = fit(
         model,
         TensorDataset(torch.randn(32, 6), torch.randint(0, 2, (32,))),
-        loss_fn=classification_loss,
-        optimizer=optimizer,
+        classification_loss,
+        optimizer,
+        TrainConfig(
+            steps=4,
+            batch_size=8,
+            checkpoint=tmp_path / "amp.pt",
+            device="cuda",
+            amp=True,
+            progress=False,
+        ),
         scheduler=scheduler,
-        steps=4,
-        batch_size=8,
-        checkpoint=tmp_path / "amp.pt",
-        device="cuda",
-        amp=True,
-        progress=False,
     )
     assert all(math.isfinite(loss) for loss in history.losses)
     assert "scale" in load_checkpoint(tmp_path / "amp.pt")["scaler"]

@@ -1,17 +1,17 @@
-"""Unit tests for course_utils.segmentation.upsampling and course_utils.segmentation.conv_arithmetic."""
+"""Unit tests for course_utils.segmentation.upsampling: transposed convolutions three ways and
+the bilinear up-sampling layers."""
 
-import itertools
-
-import matplotlib
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from course_utils.segmentation import conv_arithmetic as ca
 from course_utils.segmentation import upsampling as up
 
-matplotlib.use("Agg")
+
+def _seeded(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
 
 # (size, kernel, stride, padding, output_padding, dilation) settings PyTorch accepts
 TRANSPOSED_SETTINGS = [
@@ -26,85 +26,6 @@ TRANSPOSED_SETTINGS = [
     (2, 1, 3, 0, 0, 1),
     (3, 5, 1, 2, 0, 1),
 ]
-
-
-# ---------------------------------------------------------------- output sizes
-def test_conv2d_output_size_matches_pytorch_on_a_grid():
-    checked = 0
-    for n, k, s, p, d in itertools.product(
-        (1, 4, 7, 10), (1, 2, 3, 5), (1, 2, 3), (0, 1, 2), (1, 2, 3)
-    ):
-        if n + 2 * p < d * (k - 1) + 1:
-            with pytest.raises(ValueError, match="spans"):
-                ca.conv2d_output_size(n, k, s, p, d)
-            continue
-        real = nn.Conv2d(1, 1, k, s, p, d)(torch.zeros(1, 1, n, n)).shape[-1]
-        assert ca.conv2d_output_size(n, k, s, p, d) == real
-        checked += 1
-    assert checked > 300
-
-
-def test_conv_transpose2d_output_size_matches_pytorch_on_a_grid():
-    checked = 0
-    for n, k, s, p, op, d in itertools.product(
-        (1, 3, 6), (1, 2, 3, 4), (1, 2, 3), (0, 1, 2), (0, 1, 2), (1, 2)
-    ):
-        if op >= max(s, d):
-            with pytest.raises(ValueError, match="output_padding"):
-                ca.conv_transpose2d_output_size(n, k, s, p, op, d)
-            continue
-        expected = (n - 1) * s - 2 * p + d * (k - 1) + op + 1
-        if expected < 1:
-            with pytest.raises(ValueError, match="crops"):
-                ca.conv_transpose2d_output_size(n, k, s, p, op, d)
-            continue
-        layer = nn.ConvTranspose2d(1, 1, k, s, p, op, dilation=d)
-        assert (
-            ca.conv_transpose2d_output_size(n, k, s, p, op, d)
-            == layer(torch.zeros(1, 1, n, n)).shape[-1]
-        )
-        checked += 1
-    assert checked > 150
-
-
-def test_output_padding_to_invert_returns_to_the_input_size():
-    for n, k, s, p, d in itertools.product((5, 6, 7, 8), (3, 4), (1, 2, 3), (0, 1), (1, 2)):
-        if n + 2 * p < d * (k - 1) + 1:
-            continue
-        small = ca.conv2d_output_size(n, k, s, p, d)
-        op = ca.output_padding_to_invert(n, k, s, p, d)
-        assert 0 <= op < max(s, d)
-        assert ca.conv_transpose2d_output_size(small, k, s, p, op, d) == n
-
-
-def test_size_functions_reject_bad_arguments():
-    with pytest.raises(TypeError):
-        ca.conv2d_output_size(4.0, 3)
-    with pytest.raises(ValueError, match="stride"):
-        ca.conv2d_output_size(4, 3, stride=0)
-    with pytest.raises(ValueError, match="padding"):
-        ca.conv_transpose2d_output_size(4, 3, padding=-1)
-
-
-def test_conv2d_cost_matches_a_real_layer_and_flop_counter():
-    from torch.utils.flop_counter import FlopCounterMode
-
-    for cin, cout, k, s, p, d, g, bias in [
-        (8, 16, 3, 1, 1, 1, 1, True),
-        (8, 16, 3, 2, 1, 1, 1, False),
-        (8, 8, 3, 1, 2, 2, 8, True),
-        (6, 12, 5, 1, 2, 1, 3, True),
-    ]:
-        layer = nn.Conv2d(cin, cout, k, s, p, d, g, bias)
-        x = torch.zeros(1, cin, 20, 24)
-        cost = ca.conv2d_cost(cin, cout, k, (20, 24), s, p, d, g, bias)
-        with FlopCounterMode(display=False) as counter:
-            y = layer(x)
-        assert cost["output_shape"] == tuple(y.shape[1:])
-        assert cost["params"] == sum(q.numel() for q in layer.parameters())
-        assert 2 * cost["macs"] == counter.get_total_flops()
-    with pytest.raises(ValueError, match="groups"):
-        ca.conv2d_cost(6, 8, 3, (8, 8), groups=4)
 
 
 # ---------------------------------------------------------------- transposed convolution
@@ -143,6 +64,10 @@ def test_insert_zeros():
     out = up.insert_zeros(x, 3)
     assert out.shape == (1, 1, 4, 4)
     assert out[0, 0, ::3, ::3].equal(x[0, 0]) and out.sum() == x.sum()
+    assert torch.count_nonzero(out) == 4
+    assert up.insert_zeros(x, (1, 2)).shape == (1, 1, 2, 3)
+    with pytest.raises(ValueError, match="stride"):
+        up.insert_zeros(x, 0)
 
 
 def test_transposed_convolution_is_the_gradient_and_the_transpose_of_the_convolution():
@@ -176,6 +101,17 @@ def test_overlap_count_checkerboard_only_when_kernel_not_divisible_by_stride():
     assert deeper.max() / deeper.min() > uneven.max() / uneven.min() - 1e-6
     with pytest.raises(ValueError, match="stride"):
         up.overlap_count(4, 3, 0)
+    with pytest.raises(TypeError, match="kernel_size"):
+        up.overlap_count(4, 3.0, 2)
+    with pytest.raises(ValueError, match="crop"):
+        up.overlap_count(4, 3, 2, crop=-1)
+
+
+def test_overlap_count_values_of_one_layer():
+    # kernel 3, stride 2 on 3 pixels: copies at 0-2, 2-4, 4-6 overlap at 2 and 4
+    counts = up.overlap_count(3, 3, 2)
+    assert counts[0].tolist() == [1.0, 1.0, 2.0, 1.0, 2.0, 1.0, 1.0]
+    assert torch.equal(counts, counts[0][:, None] * counts[0][None, :])
 
 
 # ---------------------------------------------------------------- bilinear up-sampling
@@ -198,11 +134,79 @@ def test_bilinear_upsampler_equals_interpolate_inside(factor):
 
 
 def test_bilinear_upsampler_learnable_flag():
-    assert up.bilinear_upsampler(2, 2).weight.requires_grad
+    layer = up.bilinear_upsampler(2, 2)
+    assert layer.weight.requires_grad
+    assert layer.stride == (2, 2) and layer.padding == (1, 1) and layer.kernel_size == (4, 4)
+    assert torch.equal(layer.weight.detach(), up.bilinear_kernel(2, 2))
     frozen = up.bilinear_upsampler(2, 2, learnable=False)
     assert not frozen.weight.requires_grad and frozen.bias is None
     with pytest.raises(ValueError, match="factor"):
         up.bilinear_upsampler(2, 0)
+    with pytest.raises(TypeError, match="channels"):
+        up.bilinear_upsampler(2.0, 2)
+
+
+def test_border_rows():
+    assert [up.border_rows(f) for f in (1, 2, 3, 4, 8)] == [0, 1, 1, 2, 4]
+    with pytest.raises(ValueError, match="factor"):
+        up.border_rows(0)
+    with pytest.raises(TypeError, match="factor"):
+        up.border_rows(2.0)
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4, 8])
+def test_bilinear_kernel_matches_interpolate_inside(factor):
+    x = torch.rand(1, 3, 5, 6, generator=_seeded(factor))
+    weight = up.bilinear_kernel(3, factor)
+    assert weight.shape == (3, 3, 2 * factor - factor % 2, 2 * factor - factor % 2)
+    assert weight.dtype == torch.float32
+    out = F.conv_transpose2d(x, weight, stride=factor, padding=factor // 2)
+    ref = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+    assert out.shape == ref.shape
+    border = factor  # transposed conv sees zeros beyond the edge
+    inner = (slice(None), slice(None), slice(border, -border), slice(border, -border))
+    assert torch.allclose(out[inner], ref[inner], atol=1e-5)
+    assert not torch.allclose(out[..., 0, 0], ref[..., 0, 0])
+
+
+def test_bilinear_kernel_values_and_rejects_bad_settings():
+    weight = up.bilinear_kernel(4, 2)
+    off_diagonal = weight.clone()
+    off_diagonal[range(4), range(4)] = 0
+    assert off_diagonal.abs().sum() == 0
+    tent = torch.tensor([0.25, 0.75, 0.75, 0.25])
+    assert all(torch.equal(weight[c, c], tent[:, None] * tent[None, :]) for c in range(4))
+    odd = torch.tensor([1 / 3, 2 / 3, 1.0, 2 / 3, 1 / 3])
+    assert torch.allclose(up.bilinear_kernel(1, 3)[0, 0], odd[:, None] * odd[None, :])
+    assert torch.equal(up.bilinear_kernel(2, 1), torch.eye(2)[:, :, None, None])
+    with pytest.raises(ValueError, match="factor"):
+        up.bilinear_kernel(3, 0)
+    with pytest.raises(TypeError, match="factor"):
+        up.bilinear_kernel(3, 2.0)
+    with pytest.raises(ValueError, match="channels"):
+        up.bilinear_kernel(0, 2)
+
+
+@pytest.mark.parametrize("mode", up.UPSAMPLE_MODES)
+def test_upsample_modes(mode):
+    layer = up.Upsample(3, 4, mode)
+    x = torch.rand(2, 3, 4, 4, generator=_seeded())
+    out = layer(x)
+    assert out.shape == (2, 3, 16, 16)
+    ref = F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
+    assert torch.allclose(out[..., 4:-4, 4:-4], ref[..., 4:-4, 4:-4], atol=1e-5)
+    assert (sum(p.numel() for p in layer.parameters()) > 0) == (mode == "learned")
+    if mode == "learned":
+        assert torch.equal(layer.deconv.weight.detach(), up.bilinear_kernel(3, 4))
+        assert layer.deconv.weight.requires_grad and layer.deconv.bias is None
+    else:
+        assert torch.equal(out, ref)
+    assert up.Upsample(3, 1, mode)(x) is x
+    assert f"mode={mode!r}" in repr(layer)
+    with pytest.raises(ValueError, match="mode"):
+        up.Upsample(3, 2, "nearest")
+    with pytest.raises(TypeError, match="factor"):
+        up.Upsample(3, 2.0, mode)
 
 
 def test_resize_conv_shape_and_no_checkerboard_on_constant_input():
@@ -216,26 +220,5 @@ def test_resize_conv_shape_and_no_checkerboard_on_constant_input():
     assert inner.min() == inner.max()
     with pytest.raises(ValueError, match="odd"):
         up.resize_conv(2, 3, 2, kernel_size=4)
-
-
-# ---------------------------------------------------------------- pictures
-def test_pictures_draw_and_return_sizes():
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3)
-    assert ca.draw_convolution(axes[0], 5, 3, stride=2, padding=1, output_index=(1, 2)) == 3
-    assert (
-        ca.draw_convolution(axes[1], 3, 3, stride=2, padding=1, transposed=True, output_padding=1)
-        == 6
-    )
-    counts = ca.draw_scatter(axes[2], 3, 3, 2, (1, 1))
-    assert counts.shape == (7, 7) and int(counts.max()) == 4
-    assert len(axes[0].patches) > 25
-    with pytest.raises(ValueError, match="output_index"):
-        ca.draw_convolution(axes[0], 5, 3, output_index=(3, 0))
-    plt.close(fig)
-    fig = ca.arithmetic_figure(
-        [dict(input_size=4, kernel_size=3), dict(input_size=2, kernel_size=3, transposed=True)]
-    )
-    assert len(fig.axes) == 2
-    plt.close(fig)
+    with pytest.raises(TypeError, match="factor"):
+        up.resize_conv(2, 3, 2.5)

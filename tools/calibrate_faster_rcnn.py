@@ -43,7 +43,10 @@ from course_utils.metrics import detection_ap, evaluate_detector
 
 
 def small_backbone(width: int = 32, stride: int = 8) -> nn.Module:
-    """Four 3x3 conv blocks, total ``stride`` 8 or 4, ``out_channels = 4 * width`` (FasterRCNN needs it)."""
+    """Four 3x3 conv blocks, total ``stride`` 8 or 4, ``out_channels = 4 * width``.
+
+    (FasterRCNN reads ``out_channels`` from the backbone.)
+    """
 
     def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
         return [
@@ -130,7 +133,8 @@ def train(
             steps += 1
             if steps % 25 == 0:
                 print(
-                    f"step {steps:4d}  {clock() - start:5.0f}s ({time.perf_counter() - wall_start:.0f}s wall)  "
+                    f"step {steps:4d}  {clock() - start:5.0f}s "
+                    f"({time.perf_counter() - wall_start:.0f}s wall)  "
                     f"loss {loss.item():.3f}  "
                     + " ".join(f"{k[5:]}={v.item():.3f}" for k, v in losses.items()),
                     flush=True,

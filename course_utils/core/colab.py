@@ -8,12 +8,17 @@ is reinstalled, so no runtime restart is needed.
 
 REPOSITORY_URL = "https://github.com/detseg-course/detseg-course"
 
-SETUP_CELL = f"""# Set-up: on Colab this installs the course's helpers (and nothing else); locally it does nothing.
-try:
+SETUP_CELL = (
+    (
+        "# Set-up: on Colab this installs the course's helpers (and nothing else); "
+        "locally it does nothing.\n"
+    )
+    + f"""try:
     import course_utils  # noqa: F401
 except ImportError:
     %pip install --quiet --no-deps "git+{REPOSITORY_URL}"
     import course_utils  # noqa: F401"""
+)
 
 
 def colab_badge_url(notebook: str, folder: str = "release") -> str:

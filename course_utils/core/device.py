@@ -1,4 +1,5 @@
-"""Pick the device, seed every generator, choose DataLoader workers, time on one thread, report the environment.
+"""Pick the device, seed every generator, choose DataLoader workers, time on one thread, report the
+environment.
 
 Nothing here runs at import: notebooks call these functions in their set-up cell.
 """
@@ -102,11 +103,13 @@ def synchronize(device: torch.device | str | None = None) -> None:
 
 @contextmanager
 def one_thread() -> Iterator[None]:
-    """Run the block on one CPU thread (``torch.set_num_threads(1)``), then restore the previous count.
+    """Run the block on one CPU thread (``torch.set_num_threads(1)``), then restore the previous
+    count.
 
-    For CPU timings: on a machine shared with other programs several threads mostly wait for each other, so
-    one thread gives steadier numbers, and a comparison of two methods measures their work, not how well each
-    parallelizes. It does not affect GPU kernels. The count is restored even if the block raises.
+    For CPU timings: on a machine shared with other programs several threads mostly wait for each
+    other, so one thread gives steadier numbers, and a comparison of two methods measures their
+    work, not how well each parallelizes. It does not affect GPU kernels. The count is restored
+    even if the block raises.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -136,12 +139,13 @@ def environment_report(device: torch.device | str | None = None) -> str:
 
 
 def full_float32_precision() -> None:
-    """Turn off TF32 for cuDNN convolutions and CUDA matrix products (Ampere and later GPUs: A100, L4, H100).
+    """Turn off TF32 for cuDNN convolutions and CUDA matrix products (Ampere and later GPUs: A100,
+    L4, H100).
 
-    PyTorch lets cuDNN convolutions use TF32 (10-bit mantissa) by default but not matrix products, so on those
-    GPUs a ``Conv2d`` and the ``Linear`` layer it equals differ by ~1e-2, and the notebooks' equality checks
-    (convolutionalization, transposed convolution) would fail there but not on a T4 or a CPU. The course's
-    models are small: full float32 costs them little.
+    PyTorch lets cuDNN convolutions use TF32 (10-bit mantissa) by default but not matrix products,
+    so on those GPUs a ``Conv2d`` and the ``Linear`` layer it equals differ by ~1e-2, and the
+    notebooks' equality checks (convolutionalization, transposed convolution) would fail there but
+    not on a T4 or a CPU. The course's models are small: full float32 costs them little.
     """
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False

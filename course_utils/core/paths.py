@@ -54,5 +54,6 @@ def checkpoint_dir() -> Path:
 
 
 def results_dir() -> Path:
-    """Folder where notebooks record headline numbers (``$COURSE_RESULTS_DIR`` or ``<repo>/build/results``)."""
+    """Folder where notebooks record headline numbers (``$COURSE_RESULTS_DIR`` or
+    ``<repo>/build/results``)."""
     return _from_env_or("COURSE_RESULTS_DIR", "build/results", "results")

@@ -47,7 +47,8 @@ def record(notebook: str, name: str, value: float, unit: str = "", note: str = "
 
 
 def load_all(folder: Path | str | None = None) -> list[dict]:
-    """Every recorded number, as dicts with keys notebook, name, value, unit, note; sorted by notebook."""
+    """Every recorded number, as dicts with keys notebook, name, value, unit, note; sorted by
+    notebook."""
     folder = Path(folder) if folder is not None else results_dir()
     entries: list[dict] = []
     for path in sorted(folder.glob("*.json")):

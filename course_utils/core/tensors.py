@@ -34,7 +34,8 @@ def to_device(obj, device: torch.device | str, non_blocking: bool = False):
 
 
 def plain(value):
-    """``value`` as a plain ``torch.Tensor`` when it is a tensor subclass (a tv_tensor); else unchanged.
+    """``value`` as a plain ``torch.Tensor`` when it is a tensor subclass (a tv_tensor); else
+    unchanged.
 
     Same device, dtype and storage: no copy is made.
     """

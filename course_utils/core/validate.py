@@ -16,9 +16,8 @@ the argument and the range it must lie in.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numbers
+from collections.abc import Mapping
 
 import torch
 
@@ -142,7 +141,8 @@ def check_boxes(
         index = int(bad.nonzero()[0])
         raise ValueError(
             f"{name}[{index}] = {boxes[index].tolist()} has x2 < x1 or y2 < y1: boxes must be "
-            "(x1, y1, x2, y2); for (x, y, w, h) use torchvision.ops.box_convert(boxes, 'xywh', 'xyxy')"
+            "(x1, y1, x2, y2); for (x, y, w, h) use torchvision.ops.box_convert(boxes, 'xywh', "
+            "'xyxy')"
         )
     if canvas_size is not None:
         height, width = canvas_size
@@ -158,7 +158,8 @@ def check_boxes(
             or boxes[:, 1::2].max() > height + 1
         ):
             raise ValueError(
-                f"{name} leave the {height}x{width} image: got range x [{float(boxes[:, 0::2].min()):.1f}, "
+                f"{name} leave the {height}x{width} image: got range x "
+                f"[{float(boxes[:, 0::2].min()):.1f}, "
                 f"{float(boxes[:, 0::2].max()):.1f}], y [{float(boxes[:, 1::2].min()):.1f}, "
                 f"{float(boxes[:, 1::2].max()):.1f}]"
             )
@@ -212,7 +213,8 @@ def check_semantic(
     name: str = "semantic",
     ignore_index: int = 255,
 ) -> torch.Tensor:
-    """A semantic map: integer tensor (H, W) of class ids in [0, num_classes) or ``ignore_index``."""
+    """A semantic map: integer tensor (H, W) of class ids in [0, num_classes) or
+    ``ignore_index``."""
     semantic = _require_tensor(semantic, name)
     if semantic.ndim != 2:
         raise ValueError(f"{name} must have shape (H, W), got {tuple(semantic.shape)}")
@@ -249,7 +251,8 @@ def check_masks_match_boxes(
         ):
             raise ValueError(
                 f"{name}: mask {index} spans x [{int(xs.min())}, {int(xs.max()) + 1}], "
-                f"y [{int(ys.min())}, {int(ys.max()) + 1}] but its box is {[round(v, 1) for v in (x1, y1, x2, y2)]}:"
+                f"y [{int(ys.min())}, {int(ys.max()) + 1}] but its box is "
+                f"{[round(v, 1) for v in (x1, y1, x2, y2)]}:"
                 " masks and boxes disagree (wrong order, or boxes not xyxy pixels?)"
             )
 
@@ -257,7 +260,8 @@ def check_masks_match_boxes(
 def check_target(
     target, canvas_size: tuple[int, int] | None = None, name: str = "target"
 ) -> Mapping:
-    """A detection target: dict with ``boxes`` (N, 4) and ``labels`` (N,), optional ``masks`` (N, H, W).
+    """A detection target: dict with ``boxes`` (N, 4) and ``labels`` (N,), optional ``masks`` (N,
+    H, W).
 
     Checks every part and that masks and boxes agree. N = 0 is legal.
     """
@@ -268,7 +272,8 @@ def check_target(
     missing = {"boxes", "labels"} - set(target)
     if missing:
         raise ValueError(
-            f"{name} is missing {sorted(missing)}: expected keys 'boxes' (N, 4) xyxy and 'labels' (N,)"
+            f"{name} is missing {sorted(missing)}: expected keys 'boxes' (N, 4) xyxy and 'labels' "
+            "(N,)"
         )
     boxes = check_boxes(target["boxes"], f"{name}['boxes']", canvas_size)
     check_labels(target["labels"], boxes.shape[0], f"{name}['labels']")

@@ -1,6 +1,9 @@
-"""The course's data: the scenes generator and the datasets built on it.
+"""The course's data: the scenes generator, the datasets built on it, and the real-image sets.
 
-``scenes`` generates 128x128 scenes with exact targets from a seed; ``datasets`` serves them
-(and object crops) as torchvision ``tv_tensors`` with a cache under ``data/``, and reads and
-writes COCO files. May import ``core`` only.
+``scenes`` generates 128x128 scenes with exact targets from a seed (``scene_painting`` paints
+them); ``scene_store`` materialises a split as compact arrays cached under ``data/``;
+``datasets`` serves them (and object crops) as torchvision ``tv_tensors``; ``coco`` writes
+and reads COCO files; ``faces`` holds scikit-image's ``lfw_subset`` faces and ``astronaut``
+photograph. Import module by module (``from course_utils.data.datasets import SceneDataset``).
+May import ``core`` only.
 """

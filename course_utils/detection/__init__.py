@@ -1,7 +1,18 @@
-"""Object detection, one module per slide of the lecture.
+"""Object detection, one module (or two: model and training) per slide of the lecture.
 
-Sliding window (``sliding_window``, ``classifiers``, ``faces``) -> box proposals
-(``selective_search``, ``proposals``) -> R-CNN (``rcnn``, ``box_coding``) -> Fast R-CNN
-(``fast_rcnn``). May import ``core``, ``data``, ``engine``, ``metrics`` and ``viz``; never
-``segmentation`` (what both need goes down a layer).
+* Sliding window: ``windows`` (grids, pyramids, crops), ``classifiers`` (the crop classifier),
+  ``sliding_window`` (the detector), ``scene_classifier`` (notebook 01's training recipe),
+  ``faces`` (the face detector on the astronaut photograph).
+* Box proposals, Selective Search: ``graph_segmentation`` (initial regions),
+  ``region_descriptors`` and ``region_similarity`` (what is compared), ``hierarchical_grouping``
+  (the merges), ``selective_search`` (the entry point), ``region_dicts`` (one region as the
+  assignments see it), ``opencv_selective_search`` (OpenCV's, for comparison), ``proposals``
+  (recall, MABO, baselines and the proposal cache).
+* R-CNN: ``proposal_labels`` (IoU labels, mini-batches), ``box_coding`` (box deltas),
+  ``warped_regions`` (warped crops), ``box_regression`` (ridge regressors), ``rcnn`` (the
+  detector), ``rcnn_training``.
+* Fast R-CNN: ``fast_rcnn`` (the model, RoI pooling head), ``fast_rcnn_training``.
+
+May import ``core``, ``data``, ``engine``, ``metrics`` and ``viz``; never ``segmentation`` (what
+both need goes down a layer). Import module by module: ``from course_utils.detection import rcnn``.
 """

@@ -1,8 +1,9 @@
-"""Box regression targets: how R-CNN (and every detector after it) encodes a box relative to a proposal.
+"""Box regression targets: how R-CNN (and every detector after it) encodes a box relative to a
+proposal.
 
-A proposal ``P`` and a ground-truth box ``G``, both ``(x1, y1, x2, y2)`` pixels, are written with their
-centre and size (``w = x2 - x1``, ``x = x1 + w / 2``; no ``+ 1``, as torchvision). The regression target
-``t = (tx, ty, tw, th)`` of Girshick et al. (CVPR 2014, appendix C) is
+A proposal ``P`` and a ground-truth box ``G``, both ``(x1, y1, x2, y2)`` pixels, are written with
+their centre and size (``w = x2 - x1``, ``x = x1 + w / 2``; no ``+ 1``, as torchvision). The
+regression target ``t = (tx, ty, tw, th)`` of Girshick et al. (CVPR 2014, appendix C) is
 
     tx = (Gx - Px) / Pw        ty = (Gy - Py) / Ph        (shift, in units of the proposal's size)
     tw = log(Gw / Pw)          th = log(Gh / Ph)          (scale, in log space)
@@ -10,9 +11,9 @@ centre and size (``w = x2 - x1``, ``x = x1 + w / 2``; no ``+ 1``, as torchvision
 and decoding inverts it: ``Gx = Px + Pw * tx``, ``Gw = Pw * exp(tw)``. The targets are invariant to
 translating and scaling the pair of boxes, which is why one regressor serves boxes of every size.
 
-``weights = (wx, wy, ww, wh)`` multiply the four targets (torchvision's Faster R-CNN uses (10, 10, 5, 5) so
-that they have a similar spread); the default (1, 1, 1, 1) is the paper's formula, the same as
-``torchvision.models.detection._utils.BoxCoder(weights=(1., 1., 1., 1.))``.
+``weights = (wx, wy, ww, wh)`` multiply the four targets (torchvision's Faster R-CNN uses
+(10, 10, 5, 5) so that they have a similar spread); the default (1, 1, 1, 1) is the paper's formula,
+the same as ``torchvision.models.detection._utils.BoxCoder(weights=(1., 1., 1., 1.))``.
 
     deltas = encode_boxes(proposals, gt_boxes)     # (N, 4)
     boxes = decode_boxes(proposals, deltas)        # (N, 4) == gt_boxes (up to float rounding)
@@ -25,9 +26,12 @@ from collections.abc import Sequence
 
 import torch
 
+from course_utils.core.tensors import plain
+
 __all__ = ["BBOX_XFORM_CLIP", "box_centers_sizes", "decode_boxes", "encode_boxes"]
 
-#: Largest log-scale ``tw``/``th`` used when decoding (as torchvision): a box grows at most 1000/16 times.
+#: Largest log-scale ``tw``/``th`` used when decoding (as torchvision): a box grows at most
+#: 1000/16 times.
 BBOX_XFORM_CLIP = math.log(1000.0 / 16)
 
 
@@ -44,9 +48,10 @@ def _check_weights(weights: Sequence[float]) -> tuple[float, float, float, float
 def _check_box_tensor(boxes, name: str) -> torch.Tensor:
     if not isinstance(boxes, torch.Tensor):
         raise TypeError(
-            f"{name} must be a torch.Tensor (..., 4) of (x1, y1, x2, y2) boxes, got {type(boxes).__name__}"
+            f"{name} must be a torch.Tensor (..., 4) of (x1, y1, x2, y2) boxes, "
+            f"got {type(boxes).__name__}"
         )
-    boxes = boxes.as_subclass(torch.Tensor)
+    boxes = plain(boxes)
     if boxes.ndim < 1 or boxes.shape[-1] != 4:
         raise ValueError(
             f"{name} must have shape (..., 4) with (x1, y1, x2, y2) in the last dimension, "
@@ -74,7 +79,8 @@ def encode_boxes(
 
     Args:
         proposals: float ``(..., 4)`` xyxy pixels, positive width and height.
-        gt_boxes: float ``(..., 4)`` xyxy pixels, positive width and height, broadcastable with proposals.
+        gt_boxes: float ``(..., 4)`` xyxy pixels, positive width and height, broadcastable with
+            proposals.
         weights: ``(wx, wy, ww, wh)`` multiplying the four targets.
 
     Returns:
@@ -110,14 +116,16 @@ def decode_boxes(
     weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
     clip: float = BBOX_XFORM_CLIP,
 ) -> torch.Tensor:
-    """Apply regression outputs ``(tx, ty, tw, th)`` to proposals: the inverse of :func:`encode_boxes`.
+    """Apply regression outputs ``(tx, ty, tw, th)`` to proposals: the inverse of
+    :func:`encode_boxes`.
 
     Args:
         proposals: float ``(..., 4)`` xyxy pixels.
         deltas: float ``(..., 4)``, broadcastable with proposals; e.g. proposals ``(N, 1, 4)`` and
             class-specific deltas ``(N, K, 4)`` give ``(N, K, 4)`` boxes.
         weights: the weights used when encoding (the deltas are divided by them).
-        clip: ``tw``/``th`` are clamped at this value before ``exp`` (a wild prediction cannot overflow).
+        clip: ``tw``/``th`` are clamped at this value before ``exp`` (a wild prediction cannot
+            overflow).
 
     Returns:
         float ``(..., 4)`` xyxy boxes, the broadcast shape (not clipped to the image).

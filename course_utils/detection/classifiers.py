@@ -1,21 +1,25 @@
 """Small CNN crop classifiers: "disk? triangle? star? background?" on one square crop.
 
-Notebook 01 trains :class:`CropClassifier` on ``course_utils.data.datasets.CropDataset`` and slides it over whole
-scenes; notebook 03 (R-CNN) reuses it as its "pre-trained" network: ``model.features(crops)`` gives one
-feature vector per crop, ``model.head`` turns it into class logits.
+Notebook 01 trains :class:`CropClassifier` on ``course_utils.data.datasets.CropDataset`` and
+slides it over whole scenes; notebook 03 (R-CNN) reuses it as its "pre-trained" network:
+``model.features(crops)`` gives one feature vector per crop, ``model.head`` turns it into class
+logits::
 
-    model = CropClassifier(num_classes=4)          # background + THING_CLASSES, 3 x 32 x 32 crops
-    history = train_crop_classifier(model, CropDataset("train", 400), steps=600, checkpoint="01_classifier")
-    probs = predict_proba(model, crops)            # (N, 4) softmax, batched, no gradients
+    model = CropClassifier(num_classes=4)  # background + THING_CLASSES, 3 x 32 x 32 crops
+    history = train_crop_classifier(model, CropDataset("train", 400), steps=600)
+    probs = predict_proba(model, crops)    # (N, 4) softmax, batched, no gradients
 
-Architecture (``width`` = w, crop side S; every block is conv 3x3 -> BatchNorm -> ReLU -> max-pool 2x2)::
+Architecture (``width`` = w, crop side S; every block is conv 3x3 -> BatchNorm -> ReLU ->
+max-pool 2x2)::
 
     (B, C, S, S) -> block(C -> w) -> block(w -> 2w) -> block(2w -> 4w) -> (B, 4w, S//8, S//8)
-                 -> flatten -> features (B, 4w * (S//8)**2) -> dropout -> linear -> logits (B, num_classes)
+                 -> flatten -> features (B, 4w * (S//8)**2) -> dropout -> linear
+                 -> logits (B, num_classes)
 
-The flatten + linear head (no global average pooling) keeps *where* things are inside the crop, so a
-window centred on an object scores higher than a shifted one. A linear layer over a (4w, S/8, S/8) map is
-also exactly a convolution with an S/8 x S/8 kernel: the "convolutionalization" of notebook 08.
+The flatten + linear head (no global average pooling) keeps *where* things are inside the crop,
+so a window centred on an object scores higher than a shifted one. A linear layer over a
+(4w, S/8, S/8) map is also exactly a convolution with an S/8 x S/8 kernel: the
+"convolutionalization" of notebook 08.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.transforms import v2
+
+from course_utils.core.validate import check_int, check_number
+from course_utils.engine import TrainConfig, classification_loss, fit
 
 __all__ = [
     "CropClassifier",
@@ -35,12 +43,6 @@ __all__ = [
     "predict_proba",
     "train_crop_classifier",
 ]
-
-
-def _check_positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -54,7 +56,8 @@ def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
 
 
 class Standardize(nn.Module):
-    """Per-crop contrast normalisation: (B, C, S, S) -> (x - mean) / (std + eps), statistics over C, S, S."""
+    """Per-crop contrast normalisation: (B, C, S, S) -> (x - mean) / (std + eps), with the
+    statistics of each crop over C, S, S."""
 
     def __init__(self, eps: float = 0.05) -> None:
         super().__init__()
@@ -70,15 +73,17 @@ class CropClassifier(nn.Module):
     """A 3-block CNN classifying square crops into ``num_classes`` classes (0 = background).
 
     Args:
-        num_classes: number of outputs, background included (4 for the scenes: background + 3 things).
+        num_classes: number of outputs, background included (4 for the scenes: background +
+            3 things).
         in_channels: 3 for RGB crops, 1 for grayscale (the faces).
-        crop_size: side S of the square crops it is trained on (>= 8). Other sizes are rejected in forward,
-            because the flatten + linear head is tied to the (S//8, S//8) feature map.
+        crop_size: side S of the square crops it is trained on (>= 8). Other sizes are rejected
+            in forward, because the flatten + linear head is tied to the (S//8, S//8) feature
+            map.
         width: channels of the first block (the blocks have w, 2w, 4w).
         dropout: dropout probability before the linear head.
-        standardize: subtract each crop's mean and divide by its standard deviation first (the contrast
-            normalisation of classic face detectors): the crops' brightness then no longer matters, their
-            contrast hardly (``eps`` keeps flat crops finite).
+        standardize: subtract each crop's mean and divide by its standard deviation first (the
+            contrast normalisation of classic face detectors): the crops' brightness then no
+            longer matters, their contrast hardly (``eps`` keeps flat crops finite).
 
     Attributes:
         features: ``nn.Sequential`` (B, C, S, S) -> (B, feature_dim) float, the reusable part.
@@ -96,15 +101,11 @@ class CropClassifier(nn.Module):
         standardize: bool = False,
     ) -> None:
         super().__init__()
-        _check_positive_int(num_classes, "num_classes", 2)
-        _check_positive_int(in_channels, "in_channels")
-        _check_positive_int(crop_size, "crop_size", 8)
-        _check_positive_int(width, "width")
-        if (
-            isinstance(dropout, bool)
-            or not isinstance(dropout, (int, float))
-            or not 0 <= dropout < 1
-        ):
+        check_int(num_classes, "num_classes", minimum=2)
+        check_int(in_channels, "in_channels")
+        check_int(crop_size, "crop_size", minimum=8)
+        check_int(width, "width")
+        if check_number(dropout, "dropout", 0, 1) == 1:
             raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
         self.num_classes, self.in_channels, self.crop_size, self.width = (
             num_classes,
@@ -125,7 +126,8 @@ class CropClassifier(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.feature_dim, num_classes))
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        """Logits (B, num_classes) for crops (B, in_channels, crop_size, crop_size) float in [0, 1]."""
+        """Logits (B, num_classes) for crops (B, in_channels, crop_size, crop_size) float in
+        [0, 1]."""
         self._check_crops(crops)
         return self.head(self.features(crops))
 
@@ -145,7 +147,8 @@ class CropClassifier(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"num_classes={self.num_classes}, in_channels={self.in_channels}, crop_size={self.crop_size}, "
+            f"num_classes={self.num_classes}, in_channels={self.in_channels}, "
+            f"crop_size={self.crop_size}, "
             f"width={self.width}, feature_dim={self.feature_dim}, standardize={self.standardize}"
         )
 
@@ -161,11 +164,9 @@ class RandomQuarterTurn(nn.Module):
 def crop_augmentation() -> nn.Module:
     """Random flips and quarter turns: the 8 symmetries of a square, all exact.
 
-    The scenes' objects have random rotations, so a rotated or mirrored crop is as likely as the original
-    and keeps its label. Pass it as ``CropDataset(..., transforms=crop_augmentation())``.
+    The scenes' objects have random rotations, so a rotated or mirrored crop is as likely as the
+    original and keeps its label. Pass it as ``CropDataset(..., transforms=crop_augmentation())``.
     """
-    from torchvision.transforms import v2
-
     return v2.Compose([v2.RandomHorizontalFlip(), RandomQuarterTurn()])
 
 
@@ -173,10 +174,10 @@ def crop_augmentation() -> nn.Module:
 def predict_proba(model: nn.Module, crops: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Class probabilities (N, num_classes) float32 on ``crops``' device for crops (N, C, S, S).
 
-    Runs ``model`` in eval mode (restoring its mode afterwards) on batches of ``batch_size`` crops, moving
-    them to the model's device; N = 0 gives an empty (0, num_classes) tensor.
+    Runs ``model`` in eval mode (restoring its mode afterwards) on batches of ``batch_size``
+    crops, moving them to the model's device; N = 0 gives an empty (0, num_classes) tensor.
     """
-    _check_positive_int(batch_size, "batch_size")
+    check_int(batch_size, "batch_size")
     if not isinstance(crops, torch.Tensor) or crops.ndim != 4:
         raise ValueError(
             "crops must be a tensor (N, C, S, S), got "
@@ -242,31 +243,31 @@ def train_crop_classifier(
     val_every: int | None = None,
     progress: bool = True,
 ):
-    """Train ``model`` with cross-entropy, AdamW and a one-cycle schedule through ``course_utils.engine.train.fit``.
+    """Train ``model`` with cross-entropy, AdamW and a one-cycle schedule through
+    ``course_utils.engine.fit``.
 
-    The recipe of notebook 01; notebook 03 calls it with the same arguments so that the checkpoint
-    ``checkpoint_dir()/01_classifier.pt`` written by notebook 01 is loaded instead of trained again.
-    Returns fit's ``History`` (``viz.plot_history(history)`` draws the loss curves).
+    ``dataset`` items are ``(crop float (C, S, S) in [0, 1], int label)``. The recipe of
+    notebook 01; notebook 03 calls it with the same arguments so that the checkpoint
+    ``checkpoint_dir()/01_classifier.pt`` written by notebook 01 is loaded instead of trained
+    again. ``val_fn(model) -> {metric: float}`` runs every ``val_every`` steps and at the end.
+
+    Returns:
+        fit's ``History`` (``viz.plot_history(history)`` draws the loss curves).
     """
-    from course_utils.engine.train import classification_loss, fit
-
-    _check_positive_int(steps, "steps")
+    check_int(steps, "steps")
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=lr, total_steps=steps, pct_start=0.2
     )
-    return fit(
-        model,
-        dataset,
-        loss_fn=classification_loss,
-        optimizer=optimizer,
+    config = TrainConfig(
         steps=steps,
         batch_size=batch_size,
-        scheduler=scheduler,
+        seed=seed,
+        val_every=val_every,
         checkpoint=checkpoint,
         device=device,
-        seed=seed,
-        val_fn=val_fn,
-        val_every=val_every,
         progress=progress,
+    )
+    return fit(
+        model, dataset, classification_loss, optimizer, config, scheduler=scheduler, val_fn=val_fn
     )

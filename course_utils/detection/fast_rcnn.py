@@ -1,181 +1,47 @@
 """Fast R-CNN (Girshick, ICCV 2015): one feature map per image, RoI pooling, two sibling heads.
 
-R-CNN runs its CNN once per proposal. Fast R-CNN runs the convolutional trunk once per image and cuts each
-proposal's features out of the shared map with **RoI max pooling** to a fixed grid; two sibling layers read
-the pooled features: a softmax classifier over K+1 classes and a class-specific box regressor. Both are
-trained together with the multi-task loss (cross-entropy + smooth L1 on the positive RoIs)::
+R-CNN runs its CNN once per proposal. Fast R-CNN runs the convolutional trunk once per image and
+cuts each proposal's features out of the shared map with **RoI max pooling** to a fixed grid;
+two sibling layers read the pooled features: a softmax classifier over K+1 classes and a
+class-specific box regressor::
 
-    model = FastRCNN.from_classifier(pretrained_crop_classifier)   # trunk + RoI pool + two heads
-    logits, deltas = model(images, proposals)                      # (R, K+1), (R, K+1, 4)
-    detections = model.detect(images, proposals)                   # list of {"boxes", "scores", "labels"}
+    model = FastRCNN.from_classifier(crop_classifier)   # trunk + RoI pool + two heads
+    logits, deltas = model(images, proposals)           # (R, K+1), (R, K+1, 4)
+    detections = model.detect(images, proposals)       # list of {"boxes", "scores", "labels"}
 
-As in the paper, the pre-trained network's *last max-pooling layer* is replaced by RoI pooling to the grid
-its first fully connected layer expects (7x7 for VGG16; here (S/8, S/8) = 4x4 for 32-pixel crops), and its
-last layer becomes the classifier sibling. Training samples 64 RoIs per image (25 % with IoU >= 0.5,
-background IoU in [0.1, 0.5)), see :func:`sample_rois` and :func:`fast_rcnn_loss`.
+As in the paper, the pre-trained network's *last max-pooling layer* is replaced by RoI pooling to
+the grid its first fully connected layer expects (7x7 for VGG16; here (S/8, S/8) = 4x4 for
+32-pixel crops), and its last layer becomes the classifier sibling. Boxes are float (N, 4)
+``(x1, y1, x2, y2)`` in absolute pixels; images float (C, H, W) in [0, 1]. Training (the
+multi-task loss, RoI sampling, the dataset) is in ``fast_rcnn_training``.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
 from torchvision.ops import roi_align, roi_pool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from course_utils.core import validate
-from course_utils.detection.box_coding import encode_boxes
-from course_utils.detection.rcnn import (
-    _plain,
-    dilate_boxes,
-    label_proposals,
-    postprocess_detections,
-    sample_minibatch,
-)
+from course_utils.core.tensors import plain
+from course_utils.detection.rcnn import postprocess_detections
+from course_utils.detection.warped_regions import dilate_boxes
 
-__all__ = [
-    "BOX_WEIGHTS",
-    "FastRCNN",
-    "ProposalDataset",
-    "fast_rcnn_loss",
-    "fast_rcnn_training_loss",
-    "flip_boxes",
-    "sample_rois",
-    "smooth_l1_box_loss",
-    "to_inclusive",
-    "train_fast_rcnn",
-    "trunk_from_classifier",
-]
+__all__ = ["BOX_WEIGHTS", "FastRCNN", "to_inclusive", "trunk_from_classifier"]
 
 #: Box-coding weights of Fast R-CNN's targets: dividing (tx, ty, tw, th) by their typical spread
-#: (0.1, 0.1, 0.2, 0.2), as the paper's "normalized to zero mean and unit variance" targets (py-faster-rcnn).
+#: (0.1, 0.1, 0.2, 0.2), as the paper's "normalized to zero mean and unit variance" targets
+#: (py-faster-rcnn).
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 
 
-# --------------------------------------------------------------------------- the loss
-
-
-def smooth_l1_box_loss(
-    deltas: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor, beta: float = 1.0
-) -> torch.Tensor:
-    """The box part of Fast R-CNN's multi-task loss: smooth L1 on positive RoIs, averaged over all RoIs.
-
-    ``smooth_L1(x) = 0.5 x^2 / beta`` if ``|x| < beta`` else ``|x| - 0.5 beta``, summed over the 4
-    coordinates of every RoI with ``labels > 0`` and divided by the number R of RoIs (background RoIs have
-    no box to regress: ``[u >= 1]`` in the paper's equation 1). Equal to
-    ``F.smooth_l1_loss(deltas[pos], targets[pos], beta=beta, reduction="sum") / R`` (torchvision's
-    ``fastrcnn_loss``); 0 when R = 0.
-
-    Args:
-        deltas: float (R, 4) predicted deltas of each RoI's ground-truth class.
-        targets: float (R, 4) regression targets.
-        labels: int64 (R,), 0 = background.
-        beta: where the loss switches from quadratic to linear (> 0).
-    """
-    if not (isinstance(deltas, torch.Tensor) and deltas.ndim == 2 and deltas.shape[1] == 4):
-        raise ValueError("deltas must be a float tensor (R, 4)")
-    if targets.shape != deltas.shape or labels.shape != deltas.shape[:1]:
-        raise ValueError(
-            f"targets (R, 4) and labels (R,) must match deltas {tuple(deltas.shape)}, got "
-            f"{tuple(targets.shape)} and {tuple(labels.shape)}"
-        )
-    if not beta > 0:
-        raise ValueError(f"beta must be > 0, got {beta}")
-    positive = labels > 0
-    total = F.smooth_l1_loss(deltas[positive], targets[positive], beta=beta, reduction="sum")
-    return total / max(len(labels), 1)
-
-
-def fast_rcnn_loss(
-    class_logits: torch.Tensor,
-    box_deltas: torch.Tensor,
-    labels: torch.Tensor,
-    targets: torch.Tensor,
-    beta: float = 1.0,
-    box_weight: float = 1.0,
-    box_loss: Callable[..., torch.Tensor] | None = None,
-) -> dict[str, torch.Tensor]:
-    """The multi-task loss ``L = L_cls + lambda [u >= 1] L_loc`` (equation 1) as a dict of its two parts.
-
-    Args:
-        class_logits: float (R, K+1).
-        box_deltas: float (R, K+1, 4) class-specific deltas; the deltas of each RoI's true class u are used.
-        labels: int64 (R,) true classes u (0 = background).
-        targets: float (R, 4) regression targets (ignored for background RoIs).
-        beta: smooth L1's beta. box_weight: lambda.
-        box_loss: ``box_loss(deltas, targets, labels, beta)``, default :func:`smooth_l1_box_loss` (a notebook
-            passes the student's own).
-
-    Returns:
-        ``{"loss_classifier": cross-entropy, "loss_box_reg": lambda * smooth_l1_box_loss}``.
-    """
-    if class_logits.ndim != 2 or box_deltas.shape != (*class_logits.shape, 4):
-        raise ValueError(
-            f"need class_logits (R, K+1) and box_deltas (R, K+1, 4), got {tuple(class_logits.shape)} "
-            f"and {tuple(box_deltas.shape)}"
-        )
-    rows = torch.arange(len(labels), device=labels.device)
-    chosen = box_deltas[rows, labels.clamp(min=0)]
-    box_loss = smooth_l1_box_loss if box_loss is None else box_loss
-    return {
-        "loss_classifier": F.cross_entropy(class_logits, labels, ignore_index=-1),
-        "loss_box_reg": box_weight * box_loss(chosen, targets, labels, beta),
-    }
-
-
-# --------------------------------------------------------------------------- sampling RoIs
-
-
-def sample_rois(
-    proposals: torch.Tensor,
-    gt_boxes: torch.Tensor,
-    gt_labels: torch.Tensor,
-    num_samples: int = 64,
-    positive_fraction: float = 0.25,
-    fg_threshold: float = 0.5,
-    bg_threshold: float = 0.1,
-    weights: Sequence[float] = BOX_WEIGHTS,
-    include_gt: bool = True,
-    generator: torch.Generator | None = None,
-    label_fn: Callable | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Fast R-CNN's RoI sampling for one image.
-
-    Labels the proposals (plus the ground-truth boxes when ``include_gt``) with
-    :func:`~course_utils.detection.rcnn.label_proposals` (foreground IoU >= 0.5, background in [0.1, 0.5), the rest
-    ignored) and draws ``num_samples`` of them with ``positive_fraction`` positives
-    (:func:`~course_utils.detection.rcnn.sample_minibatch`). ``label_fn`` replaces ``label_proposals`` (same signature).
-
-    Returns:
-        ``(rois (R, 4) float, labels (R,) int64, targets (R, 4) float)``, R <= num_samples; the targets encode
-        each RoI's matched ground-truth box (zeros for background).
-    """
-    proposals = validate.check_boxes(_plain(proposals), "proposals").float()
-    gt_boxes = validate.check_boxes(_plain(gt_boxes), "gt_boxes").float().to(proposals.device)
-    gt_labels = _plain(gt_labels).to(proposals.device)
-    if include_gt:
-        proposals = torch.cat([gt_boxes, proposals])
-    labels, matched = (label_fn or label_proposals)(
-        proposals, gt_boxes, gt_labels, fg_threshold, bg_threshold
-    )
-    picked = sample_minibatch(labels, num_samples, positive_fraction, generator)
-    rois, labels, matched = proposals[picked], labels[picked], matched[picked]
-    targets = torch.zeros_like(rois)
-    positive = labels > 0
-    if bool(positive.any()):
-        targets[positive] = encode_boxes(rois[positive], gt_boxes[matched[positive]], weights)
-    return rois, labels, targets
-
-
-# --------------------------------------------------------------------------- the model
-
-
 def _freeze_batchnorm(module: nn.Module) -> None:
-    """Replace every BatchNorm2d inside ``module`` by a FrozenBatchNorm2d with the same statistics, in place."""
+    """Replace every BatchNorm2d inside ``module`` by a FrozenBatchNorm2d with the same statistics,
+    in place."""
     for name, child in module.named_children():
         if isinstance(child, nn.BatchNorm2d):
             frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
@@ -189,13 +55,15 @@ def _freeze_batchnorm(module: nn.Module) -> None:
 
 
 def to_inclusive(boxes: torch.Tensor) -> torch.Tensor:
-    """Boxes (N, 4) with an exclusive right/bottom edge (x2 = last pixel + 1, the course's and torchvision's
-    convention) as ``roi_pool`` reads them: Caffe's pixel-inclusive (x1, y1, x2 - 1, y2 - 1), at least 1 pixel.
+    """Boxes (N, 4) with an exclusive right/bottom edge (x2 = last pixel + 1, the course's and
+    torchvision's convention) as ``roi_pool`` reads them: Caffe's pixel-inclusive (x1, y1, x2 - 1,
+    y2 - 1), at least 1 pixel.
 
-    ``torchvision.ops.roi_pool``, like the paper's Caffe layer, counts ``round(x2 * scale)`` as the RoI's last
-    cell; passing the exclusive x2 would add up to one cell on the right and at the bottom.
+    ``torchvision.ops.roi_pool``, like the paper's Caffe layer, counts ``round(x2 * scale)`` as the
+    RoI's last cell; passing the exclusive x2 would add up to one cell on the right and at the
+    bottom.
     """
-    boxes = _plain(boxes)
+    boxes = plain(boxes)
     x2 = torch.maximum(boxes[:, 2] - 1, boxes[:, 0])
     y2 = torch.maximum(boxes[:, 3] - 1, boxes[:, 1])
     return torch.stack([boxes[:, 0], boxes[:, 1], x2, y2], dim=1)
@@ -206,15 +74,16 @@ def trunk_from_classifier(
 ) -> tuple[nn.Sequential, float, int]:
     """The convolutional trunk of a crop classifier with its last max-pooling layer removed.
 
-    ``classifier.features`` must be an ``nn.Sequential`` of convolutional blocks containing ``nn.MaxPool2d``
-    layers (2x2), optionally ending with ``nn.Flatten`` (``CropClassifier``). Returns a deep copy
-    ``(trunk, spatial_scale, pooled_size)``: trunk maps (B, C, H, W) to a feature map at ``spatial_scale``
-    = 1 / 2^(pools - 1), and ``pooled_size`` = crop_size / 2^pools is the grid the classifier's head expects
-    (``classifier.crop_size`` is needed for it).
+    ``classifier.features`` must be an ``nn.Sequential`` of convolutional blocks containing
+    ``nn.MaxPool2d`` layers (2x2), optionally ending with ``nn.Flatten`` (``CropClassifier``).
+    Returns a deep copy ``(trunk, spatial_scale, pooled_size)``: trunk maps (B, C, H, W) to a
+    feature map at ``spatial_scale`` = 1 / 2^(pools - 1), and ``pooled_size`` = crop_size / 2^pools
+    is the grid the classifier's head expects (``classifier.crop_size`` is needed for it).
 
-    With ``freeze_batchnorm`` every BatchNorm2d becomes ``torchvision.ops.misc.FrozenBatchNorm2d`` (the
-    statistics learned on crops, fixed), as torchvision's detection backbones do: batch statistics of a few
-    whole scenes differ from those of object crops, and would wreck the pre-trained features.
+    With ``freeze_batchnorm`` every BatchNorm2d becomes ``torchvision.ops.misc.FrozenBatchNorm2d``
+    (the statistics learned on crops, fixed), as torchvision's detection backbones do: batch
+    statistics of a few whole scenes differ from those of object crops, and would wreck the
+    pre-trained features.
     """
     features = getattr(classifier, "features", None)
     if not isinstance(features, nn.Sequential):
@@ -256,17 +125,19 @@ class FastRCNN(nn.Module):
         feature_dim: D * pooled_size^2, the length of a flattened pooled RoI.
         num_classes: K + 1, background included.
         context: each RoI is grown by this fraction of its width/height on every side before pooling
-            (``course_utils.detection.rcnn.dilate_boxes``), so that a pooled RoI is framed like the crops the trunk was
-            pre-trained on (``CropDataset``'s context 0.25) and like R-CNN's warped regions. Box targets stay
-            relative to the RoI itself.
-        scales: image scales of the feature pyramid; (1.0,) is single-scale Fast R-CNN. With several, each
-            RoI is pooled from the scale at which its (grown) side is closest to ``canonical_size`` pixels: the
-            paper's multi-scale test (section 5.2), which it calls "brute force" scale invariance.
-        canonical_size: the RoI side (pixels) the head is made for; default the pre-training crop size,
-            ``2 * pooled_size / spatial_scale``.
-        pooling: ``"max"``: the paper's RoI max pooling (``torchvision.ops.roi_pool``, corners rounded to the
-            feature grid, :func:`to_inclusive` boxes); ``"align"``: RoIAlign (``torchvision.ops.roi_align``,
-            bilinear sampling, no rounding; Mask R-CNN, notebook 12), for comparison.
+            (``warped_regions.dilate_boxes``), so that a pooled RoI is framed like the
+            crops the trunk was pre-trained on (``CropDataset``'s context 0.25) and like R-CNN's
+            warped regions. Box targets stay relative to the RoI itself.
+        scales: image scales of the feature pyramid; (1.0,) is single-scale Fast R-CNN. With
+            several, each RoI is pooled from the scale at which its (grown) side is closest to
+            ``canonical_size`` pixels: the paper's multi-scale test (section 5.2), which it calls
+            "brute force" scale invariance.
+        canonical_size: the RoI side (pixels) the head is made for; default the pre-training crop
+            size, ``2 * pooled_size / spatial_scale``.
+        pooling: ``"max"``: the paper's RoI max pooling (``torchvision.ops.roi_pool``, corners
+            rounded to the feature grid, :func:`to_inclusive` boxes); ``"align"``: RoIAlign
+            (``torchvision.ops.roi_align``, bilinear sampling, no rounding; Mask R-CNN, notebook
+            12), for comparison.
         dropout: before the two sibling layers.
         score_threshold, nms_threshold, max_detections: for :meth:`detect`.
     """
@@ -328,9 +199,10 @@ class FastRCNN(nn.Module):
 
     @classmethod
     def from_classifier(cls, classifier: nn.Module, **kwargs) -> FastRCNN:
-        """Build from a pre-trained crop classifier (``CropClassifier``): its trunk (:func:`trunk_from_classifier`,
-        ``freeze_batchnorm=True`` unless given), and its last linear layer as the classifier sibling (the box
-        regressor is new). The classifier itself is not modified; other ``kwargs`` go to the constructor."""
+        """Build from a pre-trained crop classifier (``CropClassifier``): its trunk
+        (:func:`trunk_from_classifier`, ``freeze_batchnorm=True`` unless given), and its last linear
+        layer as the classifier sibling (the box regressor is new). The classifier itself is not
+        modified; other ``kwargs`` go to the constructor."""
         freeze = kwargs.pop("freeze_batchnorm", True)
         trunk, spatial_scale, pooled_size = trunk_from_classifier(classifier, freeze)
         linears = [module for module in classifier.head.modules() if isinstance(module, nn.Linear)]
@@ -352,13 +224,13 @@ class FastRCNN(nn.Module):
 
     def _batch(self, images: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
         if isinstance(images, torch.Tensor) and images.ndim == 4:
-            return _plain(images)
+            return plain(images)
         if not len(images):
             raise ValueError("images must not be empty")
         shapes = {tuple(image.shape) for image in images}
         if len(shapes) != 1:
             raise ValueError(f"images must all have the same size, got {sorted(shapes)}")
-        return torch.stack([_plain(image) for image in images])
+        return torch.stack([plain(image) for image in images])
 
     @property
     def device(self) -> torch.device:
@@ -368,9 +240,9 @@ class FastRCNN(nn.Module):
     def feature_map(
         self, images: Sequence[torch.Tensor] | torch.Tensor, scale: float = 1.0
     ) -> torch.Tensor:
-        """The shared feature map (B, D, H', W') of a batch of same-size images (list of (C, H, W) or a
-        (B, C, H, W) tensor, on any device: moved to the model's), resized by ``scale`` first (bilinear,
-        anti-aliased when shrinking)."""
+        """The shared feature map (B, D, H', W') of a batch of same-size images (list of (C, H, W)
+        or a (B, C, H, W) tensor, on any device: moved to the model's), resized by ``scale`` first
+        (bilinear, anti-aliased when shrinking)."""
         batch = self._batch(images).to(self.device)
         if scale != 1.0:
             batch = F.interpolate(
@@ -396,7 +268,8 @@ class FastRCNN(nn.Module):
         )
 
     def _pool_op(self, features: torch.Tensor, rois, scale: float) -> torch.Tensor:
-        """RoI max pooling (or RoIAlign) of ``rois`` (a list of (P_i, 4) or a (R, 5) tensor) on one map."""
+        """RoI max pooling (or RoIAlign) of ``rois`` (a list of (P_i, 4) or a (R, 5) tensor) on one
+        map."""
         if self.pooling == "align":
             return roi_align(
                 features,
@@ -417,12 +290,13 @@ class FastRCNN(nn.Module):
     def pool(
         self, maps: list[torch.Tensor] | torch.Tensor, proposals: Sequence[torch.Tensor]
     ) -> torch.Tensor:
-        """RoI pooling of every image's proposals (grown by ``context``): (R, D, pooled, pooled), the images'
-        proposals concatenated in order. ``maps``: :meth:`feature_maps` (or one map for a single scale)."""
+        """RoI pooling of every image's proposals (grown by ``context``): (R, D, pooled, pooled),
+        the images' proposals concatenated in order. ``maps``: :meth:`feature_maps` (or one map for
+        a single scale)."""
         maps = [maps] if isinstance(maps, torch.Tensor) else list(maps)
         first = maps[0]
         boxes = [
-            dilate_boxes(_plain(p).to(first.device, first.dtype), self.context) for p in proposals
+            dilate_boxes(plain(p).to(first.device, first.dtype), self.context) for p in proposals
         ]
         if len(maps) == 1:
             return self._pool_op(first, boxes, self.scales[0])
@@ -445,8 +319,8 @@ class FastRCNN(nn.Module):
     def forward(
         self, images: Sequence[torch.Tensor] | torch.Tensor, proposals: Sequence[torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(class_logits (R, K+1), box_deltas (R, K+1, 4))`` for all proposals of all images, concatenated
-        in image order (R = sum of P_i)."""
+        """``(class_logits (R, K+1), box_deltas (R, K+1, 4))`` for all proposals of all images,
+        concatenated in image order (R = sum of P_i)."""
         if len(images) != len(proposals):
             raise ValueError(
                 f"one proposal tensor per image: got {len(images)} images and {len(proposals)}"
@@ -459,13 +333,15 @@ class FastRCNN(nn.Module):
     def detect(
         self, images: Sequence[torch.Tensor], proposals: Sequence[torch.Tensor]
     ) -> list[dict]:
-        """Detections per image (``{"boxes", "scores", "labels"}``), in eval mode (the mode is restored).
+        """Detections per image (``{"boxes", "scores", "labels"}``), in eval mode (the mode is
+        restored).
 
-        Computed on the model's device; each image's detections are returned on that image's device."""
+        Computed on the model's device; each image's detections are returned on that image's
+        device."""
         was_training = self.training
         self.eval()
         try:
-            boxes = [_plain(p).to(self.device, torch.float32) for p in proposals]
+            boxes = [plain(p).to(self.device, torch.float32) for p in proposals]
             logits, deltas = self(images, boxes)
         finally:
             self.train(was_training)
@@ -486,140 +362,3 @@ class FastRCNN(nn.Module):
             outputs.append({key: value.to(image.device) for key, value in detections.items()})
             start = stop
         return outputs
-
-
-# --------------------------------------------------------------------------- training data
-
-
-class ProposalDataset(Dataset):
-    """Detection items with their proposals: item i = ``(image (C, H, W), target dict, proposals (P_i, 4))``.
-
-    ``scenes``: a dataset of ``(image, target)`` (``SceneDataset``); ``proposals``: one (P_i, 4) xyxy tensor
-    per item (``course_utils.detection.proposals.load_proposals``). With ``hflip`` the dataset is twice as long: items
-    ``len(scenes) + i`` are the mirror images of items ``i`` (image, boxes and proposals flipped left-right),
-    the paper's only data augmentation. Collate with :meth:`collate` (lists).
-    """
-
-    def __init__(
-        self, scenes: Dataset, proposals: Sequence[torch.Tensor], hflip: bool = False
-    ) -> None:
-        if len(scenes) != len(proposals):
-            raise ValueError(
-                f"one proposal tensor per image: {len(scenes)} images, {len(proposals)} proposals"
-            )
-        self.scenes, self.proposals, self.hflip = scenes, list(proposals), bool(hflip)
-
-    def __len__(self) -> int:
-        return len(self.scenes) * (2 if self.hflip else 1)
-
-    def __getitem__(self, index: int):
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} items")
-        flip = index >= len(self.scenes)
-        index = index % len(self.scenes)
-        image, target = self.scenes[index]
-        proposals = _plain(self.proposals[index]).float()
-        if not flip:
-            return image, target, proposals
-        width = image.shape[-1]
-        target = dict(target, boxes=flip_boxes(_plain(target["boxes"]).float(), width))
-        return _plain(image).flip(-1), target, flip_boxes(proposals, width)
-
-    @staticmethod
-    def collate(batch: list) -> tuple[list, list, list]:
-        """``(images, targets, proposals)`` as three lists."""
-        images, targets, proposals = zip(*batch)
-        return list(images), list(targets), list(proposals)
-
-
-def flip_boxes(boxes: torch.Tensor, width: int) -> torch.Tensor:
-    """xyxy boxes (N, 4) of an image ``width`` pixels wide, mirrored left-right: x -> width - x."""
-    boxes = _plain(boxes)
-    return torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
-
-
-def fast_rcnn_training_loss(
-    model: FastRCNN,
-    batch,
-    *,
-    rois_per_image: int = 64,
-    positive_fraction: float = 0.25,
-    fg_threshold: float = 0.5,
-    bg_threshold: float = 0.1,
-    beta: float = 1.0,
-    box_weight: float = 1.0,
-    box_loss: Callable[..., torch.Tensor] | None = None,
-    label_fn: Callable | None = None,
-) -> dict[str, torch.Tensor]:
-    """``loss_fn`` for ``course_utils.engine.train.fit``: sample RoIs per image (:func:`sample_rois`, torch's global
-    RNG, which ``fit`` seeds), run the model, return :func:`fast_rcnn_loss`'s dict.
-
-    ``batch = (images, targets, proposals)`` from :class:`ProposalDataset`. ``box_loss`` and ``label_fn``
-    replace :func:`smooth_l1_box_loss` and ``label_proposals`` (a notebook passes the student's own).
-    """
-    images, targets, proposals = batch
-    rois, labels, box_targets = [], [], []
-    for target, boxes in zip(targets, proposals):
-        sampled = sample_rois(
-            boxes,
-            target["boxes"],
-            target["labels"],
-            rois_per_image,
-            positive_fraction,
-            fg_threshold,
-            bg_threshold,
-            label_fn=label_fn,
-        )
-        rois.append(sampled[0])
-        labels.append(sampled[1])
-        box_targets.append(sampled[2])
-    logits, deltas = model(images, rois)
-    return fast_rcnn_loss(
-        logits, deltas, torch.cat(labels), torch.cat(box_targets), beta, box_weight, box_loss
-    )
-
-
-def train_fast_rcnn(
-    model: FastRCNN,
-    dataset: ProposalDataset,
-    *,
-    steps: int,
-    images_per_batch: int = 4,
-    lr: float = 3e-3,
-    weight_decay: float = 1e-4,
-    checkpoint: str | None = None,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-    progress: bool = True,
-    **loss_kwargs,
-):
-    """Train Fast R-CNN end to end with ``course_utils.engine.train.fit`` (AdamW, one-cycle schedule).
-
-    Each step takes ``images_per_batch`` images of ``dataset`` and samples RoIs from each
-    (:func:`fast_rcnn_training_loss`, to which ``loss_kwargs`` go: rois_per_image, bg_threshold, box_loss...).
-    Returns fit's ``History``; its records carry both parts of the loss.
-    """
-    from course_utils.engine.train import fit
-
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=steps, pct_start=0.1
-    )
-
-    def loss_fn(model: FastRCNN, batch) -> dict[str, torch.Tensor]:
-        return fast_rcnn_training_loss(model, batch, **loss_kwargs)
-
-    return fit(
-        model,
-        dataset,
-        loss_fn=loss_fn,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        steps=steps,
-        batch_size=images_per_batch,
-        collate_fn=ProposalDataset.collate,
-        checkpoint=checkpoint,
-        seed=seed,
-        device=device,
-        progress=progress,
-    )

@@ -15,6 +15,8 @@ Cache: :func:`load_proposals` returns Selective Search proposals for the first
 ``num_images`` scenes of a split, computing only what is missing and storing it under
 ``course_utils.core.paths.data_dir() / "proposals"``, one file per (split, scene configuration,
 parameters), written atomically. Notebooks 03 (R-CNN) and 04 (Fast R-CNN) use it.
+
+Boxes are float32 ``(x1, y1, x2, y2)`` pixels with exclusive x2/y2, as the scenes' ground truth.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from torchvision.ops import box_iou
+from tqdm.auto import tqdm
 
 from course_utils.core import validate
 from course_utils.core.paths import data_dir
-from course_utils.data.scenes import SPLITS, SceneConfig, config_hash, generate_scene, scene_seed
+from course_utils.core.tensors import plain
+from course_utils.data.datasets import SceneDataset
+from course_utils.data.scenes import SPLITS, SceneConfig, config_hash
 from course_utils.detection.selective_search import MODES, selective_search
 
 #: Bumped whenever the proposal algorithm's output changes, so old cache files are not reused.
@@ -49,18 +54,22 @@ _ALLOWED_PARAMS = {"mode", "seed", "scales", "min_size", "sigma", "randomize"}
 
 
 def _as_boxes(boxes, name: str) -> torch.Tensor:
+    """Boxes (N, 4) xyxy as checked float32 on the CPU.
+
+    Accepts a tensor, a tv_tensor or an array; empty boxes may be shaped (0,).
+    """
     if isinstance(boxes, np.ndarray):
         boxes = torch.from_numpy(boxes)
     if not isinstance(boxes, torch.Tensor):
         raise TypeError(f"{name} must be a tensor (N, 4) xyxy, got {type(boxes).__name__}")
-    boxes = boxes.as_subclass(torch.Tensor).detach().cpu()
+    boxes = plain(boxes).detach().cpu()
     if boxes.ndim == 1 and boxes.numel() == 0:
         boxes = boxes.reshape(0, 4)
     return validate.check_boxes(boxes.float(), name)
 
 
 def best_overlaps(proposals, gt_boxes) -> torch.Tensor:
-    """Best IoU of each ground-truth box with any proposal: float32 (G,), 0 when there is no proposal.
+    """Best IoU of each ground-truth box with any proposal: float32 (G,), 0 without proposals.
 
     proposals (P, 4), gt_boxes (G, 4): float xyxy pixels.
     """
@@ -84,6 +93,32 @@ def _cumulative_best(
     return out
 
 
+def _check_quality_inputs(
+    proposals: Sequence,
+    gt_boxes: Sequence,
+    gt_labels: Sequence | None,
+    counts: Sequence[int],
+    iou_threshold: float,
+) -> np.ndarray:
+    """The checks of :func:`proposal_quality` (one entry per image each); ``counts`` as int64."""
+    if len(proposals) != len(gt_boxes):
+        raise ValueError(
+            "proposals and gt_boxes must have one entry per image, "
+            f"got {len(proposals)} and {len(gt_boxes)}"
+        )
+    if gt_labels is not None and len(gt_labels) != len(gt_boxes):
+        raise ValueError(
+            "gt_labels must have one entry per image, "
+            f"got {len(gt_labels)} for {len(gt_boxes)} images"
+        )
+    counts_array = np.asarray(list(counts), dtype=np.int64)
+    if counts_array.ndim != 1 or len(counts_array) == 0 or (counts_array < 0).any():
+        raise ValueError(f"counts must be a non-empty list of non-negative ints, got {counts}")
+    if validate.check_number(iou_threshold, "iou_threshold", maximum=1.0) <= 0.0:
+        raise ValueError(f"iou_threshold must lie in (0, 1], got {iou_threshold}")
+    return counts_array
+
+
 def proposal_quality(
     proposals: Sequence,
     gt_boxes: Sequence,
@@ -91,7 +126,7 @@ def proposal_quality(
     counts: Sequence[int] = (10, 30, 100, 300, 1000),
     iou_threshold: float = 0.5,
 ) -> dict:
-    """Recall, ABO and MABO of ranked proposals, keeping the first ``n`` per image for each ``n`` in ``counts``.
+    """Recall, ABO and MABO of ranked proposals, keeping the first ``n`` per image, n in ``counts``.
 
     ``proposals``: per image a (P_i, 4) xyxy tensor, best first; ``gt_boxes``: per image (G_i, 4);
     ``gt_labels``: per image (G_i,) class ids (``None``: one class, MABO = ABO).
@@ -101,19 +136,7 @@ def proposal_quality(
     (proposals actually used per image: an image may have fewer than n), and
     ``best_overlaps`` (K, G) for all ground-truth boxes of all images in order.
     """
-    if len(proposals) != len(gt_boxes):
-        raise ValueError(
-            f"proposals and gt_boxes must have one entry per image, got {len(proposals)} and {len(gt_boxes)}"
-        )
-    if gt_labels is not None and len(gt_labels) != len(gt_boxes):
-        raise ValueError(
-            f"gt_labels must have one entry per image, got {len(gt_labels)} for {len(gt_boxes)} images"
-        )
-    counts_array = np.asarray(list(counts), dtype=np.int64)
-    if counts_array.ndim != 1 or len(counts_array) == 0 or (counts_array < 0).any():
-        raise ValueError(f"counts must be a non-empty list of non-negative ints, got {counts}")
-    if not 0.0 < iou_threshold <= 1.0:
-        raise ValueError(f"iou_threshold must lie in (0, 1], got {iou_threshold}")
+    counts_array = _check_quality_inputs(proposals, gt_boxes, gt_labels, counts, iou_threshold)
     overlaps, labels, used = [], [], np.zeros(len(counts_array))
     for index, (boxes, truth) in enumerate(zip(proposals, gt_boxes)):
         boxes = _as_boxes(boxes, f"proposals[{index}]")
@@ -158,13 +181,9 @@ def random_proposals(
     Side length log-uniform in [min_side, image side], aspect ratio log-uniform in
     [1/max_aspect, max_aspect], position uniform: a baseline that knows nothing about the image.
     """
-    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 0:
-        raise ValueError(f"num must be a non-negative int, got {num!r}")
+    num = validate.check_int(num, "num", minimum=0)
     height, width = canvas_size
-    if not (min_side >= 1 and min_side <= min(height, width)):
-        raise ValueError(
-            f"min_side must lie in [1, min(H, W)] = [1, {min(height, width)}], got {min_side}"
-        )
+    validate.check_number(min_side, "min_side", minimum=1, maximum=min(height, width))
     rng = np.random.default_rng(seed)
     side = np.exp(rng.uniform(np.log(min_side), np.log(max(height, width)), num))
     aspect = np.exp(rng.uniform(-np.log(max_aspect), np.log(max_aspect), num))
@@ -185,7 +204,7 @@ def sliding_window_proposals(
     Ordered from the largest windows to the smallest (coarse first), clipped to the image.
     """
     height, width = canvas_size
-    if not 0 < stride_fraction <= 1:
+    if validate.check_number(stride_fraction, "stride_fraction", maximum=1.0) <= 0:
         raise ValueError(f"stride_fraction must lie in (0, 1], got {stride_fraction}")
     boxes = []
     for size in sorted(sizes, reverse=True):
@@ -202,7 +221,7 @@ def sliding_window_proposals(
 
 
 def normalize_params(params: dict | None = None) -> dict:
-    """Selective Search keyword arguments for the cache: :data:`DEFAULT_PARAMS` updated with ``params``.
+    """Selective Search keyword arguments for the cache: :data:`DEFAULT_PARAMS` with ``params``.
 
     Allowed keys: mode ("single", "fast", "quality"), seed, scales (tuple of k), min_size, sigma,
     randomize (see :func:`course_utils.detection.selective_search.selective_search`).
@@ -231,7 +250,10 @@ def params_key(params: dict | None = None) -> str:
 
 
 def cache_path(split: str, params: dict | None = None, config: SceneConfig = SceneConfig()) -> Path:
-    """The cache file of a split: ``data_dir()/proposals/<split>-<scene config hash>-<params hash>.pt``."""
+    """The cache file of a split and parameters, created folder included.
+
+    ``data_dir()/proposals/<split>-<scene config hash>-<params hash>.pt``.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     folder = data_dir() / "proposals"
@@ -257,7 +279,8 @@ def _read_cache(path: Path, params: dict) -> dict[int, torch.Tensor]:
         return {int(index): value for index, value in boxes.items()}
     except Exception as error:  # a truncated or corrupt file: recompute
         warnings.warn(
-            f"proposal cache {path} is unreadable ({type(error).__name__}: {error}); recomputing it",
+            f"proposal cache {path} is unreadable ({type(error).__name__}: {error}); "
+            "recomputing it",
             stacklevel=3,
         )
         return {}
@@ -283,6 +306,7 @@ def _write_cache(path: Path, params: dict, boxes: dict[int, torch.Tensor]) -> No
 
 
 def _compute(image: np.ndarray, params: dict) -> torch.Tensor:
+    """Selective Search proposals of one uint8 image (H, W, 3) as int16 (P, 4) xyxy pixels."""
     scales = tuple(params["scales"]) if params.get("scales") is not None else None
     kwargs = {key: params[key] for key in ("min_size", "sigma", "randomize") if key in params}
     boxes = selective_search(
@@ -292,11 +316,7 @@ def _compute(image: np.ndarray, params: dict) -> torch.Tensor:
 
 
 def _scene_images(split: str, num_images: int, config: SceneConfig):
-    """``image(i)`` -> uint8 (H, W, 3) scene i of the split, read from the scenes cache of course_utils.data.datasets."""
-    try:
-        from course_utils.data.datasets import SceneDataset
-    except ImportError:  # pragma: no cover - the data module is part of the course
-        return lambda index: generate_scene(scene_seed(split, index), config).image
+    """``image(i)`` -> uint8 (H, W, 3) scene i of the split, read from the scenes' cache."""
     dataset = SceneDataset(split, num_images, config, progress=False)
     return lambda index: dataset.scene(index).image
 
@@ -309,44 +329,31 @@ def load_proposals(
     config: SceneConfig = SceneConfig(),
     progress: bool = True,
 ) -> list[torch.Tensor]:
-    """Selective Search proposals of images ``0..num_images-1`` of a scenes split, best ranked first.
+    """Selective Search proposals of images ``0..num_images-1`` of a scenes split, best first.
 
-    Returns a list of ``num_images`` float32 tensors (P_i, 4) xyxy pixels (x2/y2 exclusive, as the
-    scenes' boxes), at most ``max_proposals`` each. Image i is ``generate_scene(scene_seed(split,
-    i), config)``, item i of ``SceneDataset(split, num_images, config)``. Proposals missing from the cache
-    (:func:`cache_path`) are computed (with a progress bar) and the cache is rewritten atomically;
-    a corrupt cache file is recomputed with a warning. ``params`` are ``selective_search``
-    arguments (:func:`normalize_params`); ``max_proposals`` is applied on loading, so one cache
-    serves every count.
+    Returns a list of ``num_images`` float32 tensors (P_i, 4) xyxy pixels (x2/y2 exclusive, as
+    the scenes' boxes), at most ``max_proposals`` each. Image i is
+    ``generate_scene(scene_seed(split, i), config)``, item i of
+    ``SceneDataset(split, num_images, config)``. Proposals missing from the cache
+    (:func:`cache_path`) are computed (with a progress bar) and the cache is rewritten
+    atomically; a corrupt cache file is recomputed with a warning. ``params`` are
+    ``selective_search`` arguments (:func:`normalize_params`); ``max_proposals`` is applied on
+    loading, so one cache serves every count.
     """
-    if (
-        isinstance(num_images, bool)
-        or not isinstance(num_images, (int, np.integer))
-        or num_images < 0
-    ):
-        raise ValueError(f"num_images must be a non-negative int, got {num_images!r}")
-    if max_proposals is not None and (
-        isinstance(max_proposals, bool)
-        or not isinstance(max_proposals, (int, np.integer))
-        or max_proposals < 1
-    ):
-        raise ValueError(f"max_proposals must be a positive int or None, got {max_proposals!r}")
+    num_images = validate.check_int(num_images, "num_images", minimum=0)
+    max_proposals = validate.check_int(max_proposals, "max_proposals", allow_none=True)
     params = normalize_params(params)
     path = cache_path(split, params, config)
     cached = _read_cache(path, params)
     missing = [index for index in range(num_images) if index not in cached]
     if missing:
-        from tqdm.auto import tqdm
-
         images = _scene_images(split, num_images, config)
         for index in tqdm(
             missing, desc=f"Selective Search ({split})", disable=not progress or len(missing) < 2
         ):
             cached[index] = _compute(images(index), params)
-        cached = {
-            **_read_cache(path, params),
-            **cached,
-        }  # keep what another process added meanwhile
+        # Keep what another process added meanwhile.
+        cached = {**_read_cache(path, params), **cached}
         _write_cache(path, params, cached)
     return [cached[index][:max_proposals].float() for index in range(num_images)]
 
@@ -357,11 +364,12 @@ def save_proposals(
     params: dict | None = None,
     config: SceneConfig = SceneConfig(),
 ) -> Path:
-    """Store proposals computed elsewhere (e.g. timed in notebook 02) as images ``0..len-1`` of the cache.
+    """Store proposals computed elsewhere (e.g. in notebook 02) as images ``0..len-1`` of the cache.
 
-    ``proposals[i]``: float (P_i, 4) xyxy pixel boxes of image i, all of them (not truncated), computed
-    with ``selective_search(image, **params)``; they must be integer pixel coordinates, as Selective
-    Search gives. Entries already cached for other images are kept. Returns the cache file.
+    ``proposals[i]``: float (P_i, 4) xyxy pixel boxes of image i, all of them (not truncated),
+    computed with ``selective_search(image, **params)``; they must be integer pixel coordinates,
+    as Selective Search gives. Entries already cached for other images are kept. Returns the
+    cache file.
     """
     params = normalize_params(params)
     boxes = {}

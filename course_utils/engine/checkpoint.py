@@ -89,14 +89,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
         if zipfile.is_zipfile(path) and "weights_only" in str(error).lower().replace(" ", "_"):
             cause = (
-                "it holds Python objects that safe loading (torch.load(weights_only=True)) refuses, "
-                "so it was not written by course_utils"
+                "it holds Python objects that safe loading (torch.load(weights_only=True)) "
+                "refuses, so it was not written by course_utils"
             )
         else:
             first_line = (str(error).strip().splitlines() or [""])[0][:120]
             cause = (
-                f"it is truncated or corrupt ({type(error).__name__}: {first_line}); the runtime may have "
-                "stopped while writing it, or a Drive sync is incomplete"
+                f"it is truncated or corrupt ({type(error).__name__}: {first_line}); the runtime "
+                "may have stopped while writing it, or a Drive sync is incomplete"
             )
         raise CheckpointError(
             f"cannot read the checkpoint {path}: {cause}. Delete the file to train from "

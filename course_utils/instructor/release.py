@@ -1,20 +1,25 @@
 """The student release of the course notebooks, built with nbgrader's own preprocessors.
 
-Source notebooks (notebooks/) hold the instructor's solutions between ``### BEGIN SOLUTION`` and
-``### END SOLUTION`` in cells carrying nbgrader metadata. The release (release/, same file names) has
+Source notebooks (notebooks/) hold the instructor's solutions between ``### BEGIN SOLUTION``
+and ``### END SOLUTION`` in cells carrying nbgrader metadata. The release (release/, same file
+names) has
 
-- every solution region replaced by nbgrader's stub ``# YOUR CODE HERE`` / ``raise NotImplementedError()``,
+- every solution region replaced by nbgrader's stub ``# YOUR CODE HERE`` /
+  ``raise NotImplementedError()``,
 - every ``### BEGIN HIDDEN TESTS`` ... ``### END HIDDEN TESTS`` region removed,
 - all outputs and execution counts cleared, solution and check cells locked against deletion,
-  and nbgrader's checksums added, exactly as ``nbgrader generate_assignment`` would (without its database).
+  and nbgrader's checksums added, exactly as ``nbgrader generate_assignment`` would (without
+  its database).
 
 Command line (what ``make release`` runs)::
 
     python -m course_utils.instructor.release [--source notebooks] [--out release]
 
-nbgrader is an instructor extra (``pip install -e ".[instructor]"``); students never need it. The cell
-builders :func:`solution_cell` and :func:`check_cell` and the validator :func:`nbgrader_problems` do not
-import it, so scripts that build notebooks work without it.
+nbgrader is an instructor extra (``pip install -e ".[instructor]"``); students never need it.
+It is imported only when a release is built (:func:`release_preprocessors`), and nbformat only
+when a notebook is read, written or a cell built: importing this module and ``--help`` need
+neither. The cell builders :func:`solution_cell` and :func:`check_cell` and the validator
+:func:`nbgrader_problems` work without nbgrader, so scripts that build notebooks do too.
 """
 
 from __future__ import annotations
@@ -25,10 +30,10 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import nbformat
-from nbformat import NotebookNode
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
 
 __all__ = [
     "BEGIN_HIDDEN_TESTS",
@@ -52,8 +57,8 @@ END_SOLUTION = "### END SOLUTION"
 BEGIN_HIDDEN_TESTS = "### BEGIN HIDDEN TESTS"
 END_HIDDEN_TESTS = "### END HIDDEN TESTS"
 NBGRADER_SCHEMA_VERSION = 3
-# What nbgrader's ClearSolutions / ClearHiddenTests actually look for: ANY line containing these words is a
-# delimiter, in any cell, including markdown prose that merely mentions them.
+# What nbgrader's ClearSolutions / ClearHiddenTests actually look for: ANY line containing these
+# words is a delimiter, in any cell, including markdown prose that merely mentions them.
 _SOLUTION_WORDS = ("BEGIN SOLUTION", "END SOLUTION")
 _HIDDEN_WORDS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 _GRADE_ID = re.compile(
@@ -61,9 +66,9 @@ _GRADE_ID = re.compile(
 )  # nbgrader's pattern; also a valid nbformat cell id
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Building assignment cells
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def solution_cell(source: str, grade_id: str) -> NotebookNode:
@@ -77,7 +82,8 @@ def solution_cell(source: str, grade_id: str) -> NotebookNode:
     regions = _regions(source, *_SOLUTION_WORDS)
     if regions is None or not regions:
         raise ValueError(
-            f"solution cell {grade_id!r} needs one or more regions between {BEGIN_SOLUTION!r} and {END_SOLUTION!r}"
+            f"solution cell {grade_id!r} needs one or more regions between {BEGIN_SOLUTION!r} "
+            f"and {END_SOLUTION!r}"
         )
     return _code_cell(source, grade_id, grade=False, solution=True, locked=False)
 
@@ -98,17 +104,18 @@ def check_cell(source: str, grade_id: str, points: float) -> NotebookNode:
     return _code_cell(source, grade_id, grade=True, solution=False, locked=True, points=points)
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Validating nbgrader metadata
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def nbgrader_problems(nb: NotebookNode) -> list[str]:
     """Everything wrong with a source notebook's nbgrader metadata (empty list when it is valid).
 
-    Checks: schema_version 3 with the required keys; grade_ids present, well formed and unique; solution code
-    cells hold balanced BEGIN/END SOLUTION regions and no other cell does; graded cells have points > 0;
-    hidden-test regions are balanced and only in graded cells; markdown solution cells are also graded.
+    Checks: schema_version 3 with the required keys; grade_ids present, well formed and
+    unique; solution code cells hold balanced BEGIN/END SOLUTION regions and no other cell
+    does; graded cells have points > 0; hidden-test regions are balanced and only in graded
+    cells; markdown solution cells are also graded.
     """
     problems: list[str] = []
     seen: dict[str, int] = {}
@@ -120,9 +127,10 @@ def nbgrader_problems(nb: NotebookNode) -> list[str]:
             words = [w for w in _SOLUTION_WORDS + _HIDDEN_WORDS if w in source]
             if words:
                 problems.append(
-                    f"{where} ({cell.cell_type}) contains {' / '.join(repr(w) for w in words)} but has no nbgrader "
-                    "metadata: nbgrader treats every line containing these words as a delimiter, even in prose; "
-                    "reword it (e.g. 'between the solution markers')"
+                    f"{where} ({cell.cell_type}) contains {' / '.join(repr(w) for w in words)} "
+                    "but has no nbgrader metadata: nbgrader treats every line containing these "
+                    "words as a delimiter, even in prose; reword it (e.g. 'between the solution "
+                    "markers')"
                 )
             continue
         problems += [f"{where}: {p}" for p in _cell_problems(cell, meta, source)]
@@ -143,13 +151,14 @@ def validate_nbgrader_metadata(nb: NotebookNode, name: str = "notebook") -> None
         raise ValueError(f"{name} has invalid nbgrader metadata:\n  " + "\n  ".join(problems))
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Releasing
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def release_preprocessors() -> list[Any]:
-    """nbgrader's preprocessors in ``nbgrader generate_assignment``'s order, minus header and database steps."""
+    """nbgrader's preprocessors in ``nbgrader generate_assignment``'s order, minus the header
+    and database steps. Raises ``ImportError`` (with the install command) without nbgrader."""
     try:
         from nbgrader.preprocessors import (
             CheckCellMetadata,
@@ -162,7 +171,8 @@ def release_preprocessors() -> list[Any]:
         )
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "building the student release needs nbgrader, an instructor extra: pip install -e '.[instructor]'"
+            "building the student release needs nbgrader, an instructor extra: "
+            "pip install -e '.[instructor]'"
         ) from error
     return [
         LockCells(),
@@ -178,6 +188,8 @@ def release_preprocessors() -> list[Any]:
 
 def release_notebook(src_path: str | Path) -> NotebookNode:
     """The student version of the source notebook at ``src_path`` (the file is not modified)."""
+    import nbformat
+
     src_path = Path(src_path)
     nb = nbformat.read(src_path, as_version=4)
     validate_nbgrader_metadata(nb, name=str(src_path))
@@ -190,7 +202,8 @@ def release_notebook(src_path: str | Path) -> NotebookNode:
 
 
 def source_notebooks(source: str | Path) -> list[Path]:
-    """The notebooks directly in ``source`` (``*.ipynb``, sorted; hidden files and checkpoints ignored)."""
+    """The notebooks directly in ``source`` (``*.ipynb``, sorted; hidden files and checkpoints
+    ignored)."""
     source = Path(source)
     if not source.is_dir():
         raise FileNotFoundError(f"no notebook folder {source}")
@@ -200,11 +213,15 @@ def source_notebooks(source: str | Path) -> list[Path]:
 def release_all(
     source: str | Path = "notebooks", out: str | Path = "release", *, prune: bool = True
 ) -> list[Path]:
-    """Write the release of every notebook in ``source`` to ``out`` (same names); return the written paths.
+    """Write the release of every notebook in ``source`` to ``out`` (same names); return the
+    written paths.
 
-    With ``prune`` (default), notebooks in ``out`` without a source notebook are deleted (other files are kept).
-    Notebooks are written only when their content changes, so unchanged files keep their timestamps.
+    With ``prune`` (default), notebooks in ``out`` without a source notebook are deleted (other
+    files are kept). Notebooks are written only when their content changes, so unchanged files
+    keep their timestamps.
     """
+    import nbformat
+
     sources = source_notebooks(source)
     out = Path(out)
     if out.resolve() == Path(source).resolve():
@@ -226,7 +243,8 @@ def release_all(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m course_utils.instructor.release [--source notebooks] [--out release] [--no-prune]``."""
+    """Command line: ``python -m course_utils.instructor.release [--source notebooks]
+    [--out release] [--no-prune]``; returns the exit status (1 when the release failed)."""
     parser = argparse.ArgumentParser(
         prog="python -m course_utils.instructor.release",
         description="Write the student version of every notebook.",
@@ -250,9 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Internals
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def _require_grade_id(grade_id: str) -> None:
@@ -261,7 +279,9 @@ def _require_grade_id(grade_id: str) -> None:
 
 
 def _code_cell(source: str, grade_id: str, **nbgrader: Any) -> NotebookNode:
-    cell = nbformat.v4.new_code_cell(source)
+    from nbformat.v4 import new_code_cell
+
+    cell = new_code_cell(source)
     cell.id = grade_id
     meta = {
         "schema_version": NBGRADER_SCHEMA_VERSION,
@@ -274,7 +294,8 @@ def _code_cell(source: str, grade_id: str, **nbgrader: Any) -> NotebookNode:
 
 
 def _regions(source: str, begin: str, end: str) -> list[tuple[int, int]] | None:
-    """(begin line, end line) of each delimited region; None when the delimiters are unbalanced or nested."""
+    """(begin line, end line) of each delimited region; None when the delimiters are unbalanced
+    or nested."""
     regions, start = [], None
     for number, line in enumerate(source.split("\n")):
         if begin in line:
@@ -298,7 +319,8 @@ def _cell_problems(cell: NotebookNode, meta: dict, source: str) -> list[str]:
         return [f"nbgrader metadata lacks {', '.join(missing)}"]
     if meta["schema_version"] != NBGRADER_SCHEMA_VERSION:
         problems.append(
-            f"nbgrader schema_version is {meta['schema_version']}, expected {NBGRADER_SCHEMA_VERSION}"
+            f"nbgrader schema_version is {meta['schema_version']}, "
+            f"expected {NBGRADER_SCHEMA_VERSION}"
         )
     grade, solution, locked = bool(meta["grade"]), bool(meta["solution"]), bool(meta["locked"])
     grade_id = meta.get("grade_id")

@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import math
 
+import matplotlib.pyplot as plt
 import torch
+from matplotlib.patches import Rectangle
+
+from course_utils.core.validate import check_int
 
 __all__ = [
     "conv2d_output_size",
@@ -36,20 +40,12 @@ _OUTPUT = "#a9dfbf"
 _OUTPUT_HIT = "#1e8449"
 
 
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
 def _check_size_args(size, kernel_size, stride, padding, dilation) -> None:
-    _check_int(size, "size", 1)
-    _check_int(kernel_size, "kernel_size", 1)
-    _check_int(stride, "stride", 1)
-    _check_int(padding, "padding", 0)
-    _check_int(dilation, "dilation", 1)
+    check_int(size, "size", 1)
+    check_int(kernel_size, "kernel_size", 1)
+    check_int(stride, "stride", 1)
+    check_int(padding, "padding", 0)
+    check_int(dilation, "dilation", 1)
 
 
 def conv2d_output_size(
@@ -87,7 +83,7 @@ def conv_transpose2d_output_size(
     ``output_padding < max(stride, dilation)``.
     """
     _check_size_args(size, kernel_size, stride, padding, dilation)
-    _check_int(output_padding, "output_padding", 0)
+    check_int(output_padding, "output_padding", 0)
     if output_padding >= max(stride, dilation):
         raise ValueError(
             f"output_padding must be smaller than stride or dilation, got "
@@ -136,9 +132,9 @@ def conv2d_cost(
         (``H_out * W_out * weights``: each output value is a dot product of length
         ``in/groups * k * k``). Dilation changes neither parameters nor MACs.
     """
-    _check_int(in_channels, "in_channels", 1)
-    _check_int(out_channels, "out_channels", 1)
-    _check_int(groups, "groups", 1)
+    check_int(in_channels, "in_channels", 1)
+    check_int(out_channels, "out_channels", 1)
+    check_int(groups, "groups", 1)
     if in_channels % groups or out_channels % groups:
         raise ValueError(
             f"in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
@@ -168,8 +164,6 @@ def _cell(
     dashed: bool = False,
     alpha: float = 1.0,
 ) -> None:
-    from matplotlib.patches import Rectangle
-
     ax.add_patch(
         Rectangle(
             (x, y),
@@ -257,7 +251,8 @@ def draw_convolution(
     transposed: bool = False,
     output_padding: int = 0,
 ) -> int:
-    """Draw one convolution (or transposed convolution) on a matplotlib ``ax``; return the output size.
+    """Draw one convolution (or transposed convolution) on a matplotlib ``ax``; return the
+    output size.
 
     Square input ``input_size x input_size``; ``output_index`` ``(row, col)`` picks the output
     cell whose kernel footprint is drawn. With ``transposed=True`` the picture is the
@@ -355,8 +350,6 @@ def draw_scatter(
                 fontsize=7,
                 color="white" if shade > 0.6 else "black",
             )
-    from matplotlib.patches import Rectangle
-
     ax.add_patch(
         Rectangle(
             (offset + col * stride, row * stride),
@@ -384,8 +377,6 @@ def arithmetic_figure(settings: list[dict], columns: int = 2, panel_size: float 
     Example: ``arithmetic_figure([dict(input_size=5, kernel_size=3), dict(input_size=5,
     kernel_size=3, stride=2, padding=1)])``. Returns the matplotlib Figure.
     """
-    import matplotlib.pyplot as plt
-
     if not settings or not all(isinstance(s, dict) for s in settings):
         raise TypeError("settings must be a non-empty list of dicts of draw_convolution arguments")
     rows = math.ceil(len(settings) / columns)

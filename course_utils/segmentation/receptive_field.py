@@ -1,4 +1,4 @@
-"""Receptive fields of stacked convolutions, analytic and measured, and Yu & Koltun's context module.
+"""Receptive fields of stacked convolutions, analytic and measured; Yu & Koltun's context module.
 
 A layer is described by a triple ``(kernel_size, stride, dilation)`` (square kernels).
 Going through the stack, with ``jump`` the distance in input pixels between neighbouring
@@ -24,6 +24,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from course_utils.core.validate import check_int
+
 __all__ = [
     "receptive_field",
     "receptive_field_table",
@@ -40,7 +42,8 @@ __all__ = [
 def _check_layers(layers) -> list[tuple[int, int, int]]:
     if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
         raise TypeError(
-            f"layers must be a list of (kernel_size, stride, dilation) triples, got {type(layers).__name__}"
+            "layers must be a list of (kernel_size, stride, dilation) triples, got "
+            f"{type(layers).__name__}"
         )
     checked = []
     for index, layer in enumerate(layers):
@@ -50,7 +53,8 @@ def _check_layers(layers) -> list[tuple[int, int, int]]:
             and all(isinstance(v, int) and not isinstance(v, bool) for v in layer)
         ):
             raise TypeError(
-                f"layers[{index}] must be a (kernel_size, stride, dilation) triple of ints, got {layer!r}"
+                f"layers[{index}] must be a (kernel_size, stride, dilation) triple of ints, "
+                f"got {layer!r}"
             )
         if min(layer) < 1:
             raise ValueError(
@@ -75,7 +79,8 @@ def receptive_field_table(layers) -> list[dict]:
 
 
 def receptive_field(layers) -> int:
-    """Side, in input pixels, of the receptive field of one output of the stack (1 for no layers)."""
+    """Side, in input pixels, of the receptive field of one output of the stack (1 for no
+    layers)."""
     table = receptive_field_table(layers)
     return table[-1]["rf"] if table else 1
 
@@ -87,7 +92,8 @@ def dilated_layers(dilations: Sequence[int], kernel_size: int = 3) -> list[tuple
 
 def layers_of(model: nn.Module) -> list[tuple[int, int, int]]:
     """The ``(kernel_size, stride, dilation)`` of each ``Conv2d``/``MaxPool2d``/``AvgPool2d`` in
-    ``model``, in registration order (which is the order of ``nn.Sequential``). Square kernels only."""
+    ``model``, in registration order (which is the order of ``nn.Sequential``). Square kernels
+    only."""
     layers = []
     for name, module in model.named_modules():
         if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
@@ -104,7 +110,8 @@ def layers_of(model: nn.Module) -> list[tuple[int, int, int]]:
 
 
 def conv_stack(layers, channels: int = 4, in_channels: int = 1, relu: bool = True) -> nn.Sequential:
-    """An ``nn.Sequential`` of ``Conv2d`` (+ ``ReLU``) following ``(kernel_size, stride, dilation)`` triples.
+    """An ``nn.Sequential`` of ``Conv2d`` (+ ``ReLU``) following ``(kernel_size, stride,
+    dilation)`` triples.
 
     Padding ``d (k - 1) // 2`` keeps the size for stride 1 and odd kernels. Maps
     ``(N, in_channels, H, W)`` -> ``(N, channels, H', W')``. Parameters: for 3x3 kernels,
@@ -145,7 +152,8 @@ def gradient_map(
     image: torch.Tensor | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """``|d mean_c output[c, position] / d input|`` summed over input channels: ``(H, W)`` on the CPU.
+    """``|d mean_c output[c, position] / d input|`` summed over input channels: float
+    ``(H, W)`` on the CPU.
 
     Args:
         model: maps ``(1, in_channels, H, W)`` to ``(1, C, H', W')``.
@@ -155,7 +163,8 @@ def gradient_map(
             ReLU, so the map is exactly the (normalized) number of paths from each input pixel
             and its support is the receptive field (the map sums to 1). Max-pooling layers are
             replaced by average pooling with the same window (a max passes its gradient to one
-            pixel only). ``"model"`` keeps the model's own weights (the "effective" receptive field).
+            pixel only). ``"model"`` keeps the model's own weights (the "effective" receptive
+            field).
         position: output ``(row, col)``; default the centre ``(H' // 2, W' // 2)``.
         image: input to use instead of ones/noise, ``(1, in_channels, H, W)``.
         dtype: computation dtype (float32 is fast; uniform weights are positive, so no value
@@ -256,8 +265,7 @@ class ContextModule(nn.Module):
         identity_init: bool = True,
     ):
         super().__init__()
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"channels must be a positive int, got {channels!r}")
+        check_int(channels, "channels")
         layers = dilated_layers(dilations)
         parts: list[nn.Module] = []
         for _, _, d in layers:

@@ -15,6 +15,12 @@ Three equivalent views, each a function here:
   flattened image; the transposed convolution multiplies by ``C.T`` -- which is also what
   autograd does to send the gradient back through the convolution.
 
+Up-sampling layers built on it: :func:`bilinear_kernel` (the weights of bilinear
+interpolation as a transposed convolution), :func:`bilinear_upsampler` (the layer that
+starts as bilinear up-sampling, FCN's "deconvolution"), :class:`Upsample` (fixed or learned
+bilinear up-sampling, the FCN's up-sampling steps) and :func:`resize_conv` (Odena et al.'s
+resize-then-convolve).
+
 Weights follow PyTorch: ``nn.ConvTranspose2d.weight`` has shape ``(C_in, C_out, kH, kW)``,
 ``nn.Conv2d.weight`` has shape ``(C_out, C_in, kH, kW)``. Tensors are ``(N, C, H, W)`` float.
 """
@@ -25,7 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from course_utils.core.validate import check_int
+
 __all__ = [
+    "UPSAMPLE_MODES",
+    "Upsample",
+    "bilinear_kernel",
     "conv_transpose2d_scatter",
     "insert_zeros",
     "conv_transpose2d_via_conv",
@@ -41,9 +52,7 @@ def _pair(value, name: str, minimum: int) -> tuple[int, int]:
     values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
     if len(values) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    if min(values) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return values
+    return tuple(check_int(v, name, minimum) for v in values)
 
 
 def _check_batch(x, name: str = "x") -> torch.Tensor:
@@ -51,7 +60,8 @@ def _check_batch(x, name: str = "x") -> torch.Tensor:
         raise TypeError(f"{name} must be a torch.Tensor (N, C, H, W), got {type(x).__name__}")
     if x.ndim != 4 or not x.is_floating_point():
         raise ValueError(
-            f"{name} must be a float tensor (N, C, H, W), got shape {tuple(x.shape)}, dtype {x.dtype}"
+            f"{name} must be a float tensor (N, C, H, W), got shape {tuple(x.shape)}, "
+            f"dtype {x.dtype}"
         )
     return x
 
@@ -64,8 +74,8 @@ def _check_transposed_weight(x: torch.Tensor, weight) -> torch.Tensor:
         )
     if weight.shape[0] != x.shape[1]:
         raise ValueError(
-            f"weight has {weight.shape[0]} input channels (dim 0 of (C_in, C_out, kH, kW)) but x has "
-            f"{x.shape[1]}"
+            f"weight has {weight.shape[0]} input channels (dim 0 of (C_in, C_out, kH, kW)) "
+            f"but x has {x.shape[1]}"
         )
     return weight
 
@@ -218,8 +228,7 @@ def overlap_count(
         ("layers", layers, 1),
         ("crop", crop, 0),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+        check_int(value, name, minimum)
     image = torch.ones(1, 1, input_size, input_size)
     kernel = torch.ones(1, 1, kernel_size, kernel_size)
     for _ in range(layers):
@@ -229,23 +238,42 @@ def overlap_count(
     return image[0, 0]
 
 
+def bilinear_kernel(channels: int, factor: int) -> torch.Tensor:
+    """Weights of a ``ConvTranspose2d`` that up-samples each channel bilinearly by ``factor``.
+
+    Returns float32 ``(channels, channels, k, k)`` with ``k = 2 * factor - factor % 2``:
+    channel ``c`` maps to channel ``c`` only (diagonal), with the separable tent
+    ``(1 - |x - centre| / factor) * (1 - |y - centre| / factor)``. With
+    ``stride=factor, padding=factor // 2`` the transposed convolution maps ``(h, w)`` to
+    ``(factor*h, factor*w)`` and equals ``F.interpolate(..., mode="bilinear",
+    align_corners=False)`` away from the border (at the border it sees zeros instead of
+    replicating the edge).
+    """
+    check_int(channels, "channels")
+    check_int(factor, "factor")
+    size = 2 * factor - factor % 2
+    centre = factor - 1 if size % 2 == 1 else factor - 0.5
+    steps = torch.arange(size, dtype=torch.float32)
+    tent = 1 - (steps - centre).abs() / factor
+    kernel = tent[:, None] * tent[None, :]
+    weight = torch.zeros(channels, channels, size, size)
+    weight[range(channels), range(channels)] = kernel
+    return weight
+
+
 def bilinear_upsampler(channels: int, factor: int, learnable: bool = True) -> nn.ConvTranspose2d:
     """A ``ConvTranspose2d`` that starts as bilinear up-sampling by ``factor`` (channel-wise).
 
     Kernel ``2f - f % 2``, stride ``f``, padding ``f // 2``, no bias; the weight is
-    ``course_utils.segmentation.fcn.bilinear_kernel(channels, factor)`` (each channel up-samples itself).
-    The output is ``factor`` times larger than the input and equals
+    :func:`bilinear_kernel` ``(channels, factor)`` (each channel up-samples itself).
+    The output ``(N, C, f H, f W)`` equals
     ``F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)`` except in
     the ``f // 2`` border rows/columns, where the transposed convolution sums zero
     padding instead of repeating the edge pixel (see :func:`border_rows`).
     ``learnable=False`` freezes the weight (fixed bilinear up-sampling).
     """
-    from course_utils.segmentation.fcn import bilinear_kernel
-
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-        raise ValueError(f"channels must be a positive int, got {channels!r}")
-    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-        raise ValueError(f"factor must be a positive int, got {factor!r}")
+    check_int(channels, "channels")
+    check_int(factor, "factor")
     size = 2 * factor - factor % 2
     layer = nn.ConvTranspose2d(
         channels, channels, size, stride=factor, padding=factor // 2, bias=False
@@ -258,6 +286,41 @@ def bilinear_upsampler(channels: int, factor: int, learnable: bool = True) -> nn
     return layer
 
 
+#: How :class:`Upsample` up-samples: fixed interpolation or a learned transposed convolution.
+UPSAMPLE_MODES: tuple[str, ...] = ("bilinear", "learned")
+
+
+class Upsample(nn.Module):
+    """Up-sample a score map ``(B, C, h, w)`` -> ``(B, C, factor*h, factor*w)``.
+
+    ``mode="bilinear"``: fixed bilinear interpolation (``F.interpolate``, no parameters).
+    ``mode="learned"``: ``ConvTranspose2d(C, C, 2f - f%2, stride=f, padding=f//2, bias=False)``
+    initialised with :func:`bilinear_kernel` (:func:`bilinear_upsampler`) and trained with the
+    network (FCN's "deconvolution"). ``factor=1`` is the identity in both modes.
+    """
+
+    def __init__(self, channels: int, factor: int, mode: str = "bilinear") -> None:
+        super().__init__()
+        check_int(channels, "channels")
+        check_int(factor, "factor")
+        if mode not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample mode must be one of {UPSAMPLE_MODES}, got {mode!r}")
+        self.factor, self.mode = factor, mode
+        self.deconv: nn.ConvTranspose2d | None = None
+        if mode == "learned" and factor > 1:
+            self.deconv = bilinear_upsampler(channels, factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.factor == 1:
+            return x
+        if self.deconv is not None:
+            return self.deconv(x)
+        return F.interpolate(x, scale_factor=self.factor, mode="bilinear", align_corners=False)
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}, mode={self.mode!r}"
+
+
 def border_rows(factor: int) -> int:
     """How many output rows (and columns) at each border differ between the bilinear
     transposed convolution and ``F.interpolate(..., align_corners=False)``: ``f // 2``.
@@ -266,9 +329,7 @@ def border_rows(factor: int) -> int:
     ``H - 1``) one of its two neighbours is the zero padding, whereas ``F.interpolate``
     clamps the coordinate and repeats the edge pixel.
     """
-    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-        raise ValueError(f"factor must be a positive int, got {factor!r}")
-    return factor // 2
+    return check_int(factor, "factor") // 2
 
 
 def resize_conv(
@@ -277,7 +338,10 @@ def resize_conv(
     """Odena et al.'s fix for checkerboard artifacts: nearest-neighbour resize by ``factor``,
     then a ``kernel_size`` convolution with "same" padding. ``(N, C_in, H, W)`` ->
     ``(N, C_out, f H, f W)``."""
-    if kernel_size % 2 == 0:
+    check_int(in_channels, "in_channels")
+    check_int(out_channels, "out_channels")
+    check_int(factor, "factor")
+    if check_int(kernel_size, "kernel_size") % 2 == 0:
         raise ValueError(f"kernel_size must be odd for 'same' padding, got {kernel_size}")
     return nn.Sequential(
         nn.Upsample(scale_factor=factor, mode="nearest"),

@@ -1,9 +1,10 @@
-"""Check functions for the assignment cells, one module per topic (``boxes``, ...).
+"""Check functions for the assignment cells, one module per topic (``boxes``, ``nms``, ...).
 
-Every check function has the signature ``check_<name>(<name>, *, quiet=False) -> None``, is decorated with
-``course_utils.grading.assignments.assignment_check`` and is listed in its module's ``CHECKS`` tuple. It runs the
-student's function on random and edge cases against a reference, raises on the first wrong case and prints
-one line on success. See docs/ASSIGNMENTS.md for how to add a topic module.
+Every check is declared with ``course_utils.grading.assignments.assignment_check`` as
+``check_<name>(<name>, *, quiet=False) -> None`` and listed in its module's ``CHECKS`` tuple. It
+runs the student's function on random and edge cases against the reference it declares, raises on
+the first wrong case and prints one line on success. Modules whose name starts with ``_`` hold
+shared helpers, not checks. See docs/ASSIGNMENTS.md for how to add a topic module.
 """
 
 from __future__ import annotations
