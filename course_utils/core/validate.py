@@ -1,6 +1,6 @@
 """Input checks shared by every module: each names what was expected and what came.
 
-The course's conventions (see the notebook guide):
+The course's conventions (README.md, "Conventions"; notebook 00):
 
 * images: float tensors, CHW, values in [0, 1];
 * boxes: float tensors of shape (N, 4), ``(x1, y1, x2, y2)`` in absolute pixels;

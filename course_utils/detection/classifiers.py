@@ -247,9 +247,10 @@ def train_crop_classifier(
     ``course_utils.engine.fit``.
 
     ``dataset`` items are ``(crop float (C, S, S) in [0, 1], int label)``. The recipe of
-    notebook 01; notebook 03 calls it with the same arguments so that the checkpoint
-    ``checkpoint_dir()/01_classifier.pt`` written by notebook 01 is loaded instead of trained
-    again. ``val_fn(model) -> {metric: float}`` runs every ``val_every`` steps and at the end.
+    notebook 01 (the default ``checkpoint`` is its ``checkpoint_dir()/01_classifier.pt``, which
+    ``scene_classifier.pretrained_crop_classifier`` loads again); notebooks 03 and 04 use it to
+    pre-train their own networks under checkpoints of their own.
+    ``val_fn(model) -> {metric: float}`` runs every ``val_every`` steps and at the end.
 
     Returns:
         fit's ``History`` (``viz.plot_history(history)`` draws the loss curves).

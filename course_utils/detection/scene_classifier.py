@@ -237,7 +237,8 @@ def pretrained_crop_classifier(
 
     ``CropClassifier(num_classes=4, crop_size=32, width=16)`` trained with
     ``train_crop_classifier`` on :func:`scene_classifier_training_set`: the same recipe and
-    checkpoint name as notebook 01, so later notebooks (03 R-CNN) start from the same network.
+    checkpoint name as notebook 01, so code run after it (the tests, an instructor's script)
+    starts from the same network.
 
     Returns:
         ``(model in eval mode, History)``.

@@ -82,7 +82,7 @@ def find_notebooks(paths: Sequence[str | Path]) -> list[Path]:
     return unique
 
 
-# --------------------------------------------------------------------------- running one notebook
+# ------------------------------------------------------------------------------------ over budget
 
 
 def budget_flags(

@@ -26,8 +26,8 @@ instance masks) or ``SEMANTIC_CLASSES`` (semantic maps) from ``course_utils.data
 Without names a label ``k`` is captioned ``"class k"`` and a semantic legend lists
 ``"class 0"`` .. ``"class m"`` (``m`` the largest id in the map).
 
-Layering: ``viz`` imports only ``course_utils.core`` (the layer rules would allow ``data``
-too, but a picture never needs the scene generator), never ``engine`` or ``metrics``.
+Layering: ``viz`` imports only ``course_utils.core``: never ``engine`` or ``metrics`` (same
+layer), and never ``data`` (an import-linter contract of its own: class names are passed in).
 """
 
 from course_utils.viz.colors import (

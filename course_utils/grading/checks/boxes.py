@@ -7,8 +7,7 @@ boxes), on the CPU and, when available, on CUDA.
 
 Usage in a notebook::
 
-    check_box_iou(box_iou)        # graded cell: raises on a wrong answer, prints one line on
-    success
+    check_box_iou(box_iou)   # graded cell: raises on a wrong answer, prints one line on success
 """
 
 from __future__ import annotations
