@@ -396,6 +396,34 @@ def test_progress_bar_runs(capsys):
     assert "loss=" in err and "acc=1.000" in err and "2/2" in err
 
 
+def test_the_progress_bar_redraws_at_most_about_once_a_second(monkeypatch):
+    """A minute of training must not flood a notebook's output channel with redraws."""
+    from course_utils.engine import loop
+
+    redraws = []
+
+    clock = iter(i * 0.05 for i in range(100_000))  # every reading: 50 ms later
+
+    class CountingBar(loop.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._time = lambda: next(clock)
+            self.start_t = self.last_print_t = self._time()
+
+        def refresh(self, *args, **kwargs):
+            redraws.append(self.n)
+            return super().refresh(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "tqdm", CountingBar)
+    model, optimizer, _ = _setup("sgd")
+    config = TrainConfig(steps=40, batch_size=BATCH, device="cpu", progress=True)
+    fit(model, NoisyDataset(), classification_loss, optimizer, config)
+    # 40 steps x a few clock readings span several simulated seconds: with tqdm's default
+    # interval (0.1 s) that is over a dozen redraws; with PROGRESS_INTERVAL_S = 1 s a few.
+    assert loop.PROGRESS_INTERVAL_S >= 0.5
+    assert 1 <= len(redraws) <= 5, redraws
+
+
 def test_a_nan_loss_stops_with_advice(tmp_path):
     model, optimizer, _ = _setup("sgd")
     with pytest.raises(FloatingPointError, match="learning rate") as raised:

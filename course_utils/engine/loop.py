@@ -48,6 +48,12 @@ from course_utils.engine.resume import (
 )
 from course_utils.engine.sampling import seeded_loader
 
+#: Seconds between two redraws of the progress bar. In Jupyter every redraw is a few widget
+#: messages; tqdm's default (0.1 s) sends thousands in a minute-long run, more than a kernel's
+#: output channel queues for a client that is busy (nbval, a slow browser), which then drops them.
+PROGRESS_INTERVAL_S = 1.0
+
+
 __all__ = ["fit"]
 
 
@@ -263,6 +269,7 @@ def _train(run: _Run, loader: DataLoader, loss_fn, val_fn, saved_rng: dict | Non
         disable=not config.progress,
         unit="step",
         desc=run.path.stem if run.path is not None else "training",
+        mininterval=PROGRESS_INTERVAL_S,
     )
     run.model.train()
     try:
