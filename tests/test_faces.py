@@ -7,6 +7,7 @@ import torch
 from skimage.data import astronaut, text
 from torch import nn
 from torchvision.ops import box_iou
+from window_helpers import CentreVsBorder
 
 from course_utils.data.faces import (
     ASTRONAUT_FACE_BOX,
@@ -22,25 +23,6 @@ from course_utils.data.faces import (
 )
 from course_utils.detection.faces import detect_faces, hardest_negatives, pyramid_scales
 from course_utils.detection.windows import crop_windows
-
-
-class CentreVsBorder(nn.Module):
-    """A hand-made 'classifier': class 1 when the crop's centre is bright and its border dark."""
-
-    def __init__(self, crop_size=12, context=0.25):
-        super().__init__()
-        self.crop_size = crop_size
-        self.inner = round(crop_size * context / (1 + 2 * context))
-        self.dummy = nn.Parameter(torch.zeros(1))
-
-    def forward(self, crops):
-        s, i = self.crop_size, self.inner
-        centre = crops[:, :, i : s - i, i : s - i].mean(dim=(1, 2, 3))
-        total = crops.mean(dim=(1, 2, 3)) * s * s
-        border = (total - centre * (s - 2 * i) ** 2) / (s * s - (s - 2 * i) ** 2)
-        score = 20 * (centre - border - 0.5)
-        return torch.stack([torch.zeros_like(score), score], dim=1) + 0 * self.dummy
-
 
 # --------------------------------------------------------------------------- data
 
