@@ -19,8 +19,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Jupyter refuses to start as root without --allow-root (Docker, cloud VMs, Colab's terminal).
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+# The kernels inherit the server's environment: the course's kernel settings
+# (course_utils/core/kernel_env.py, the same ones the tests use) are set for the server.
 lab: install
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+	env $$($(BIN)/python -m course_utils.core.kernel_env) \
+		$(BIN)/jupyter lab --notebook-dir=notebooks $(ALLOW_ROOT) $(LAB_ARGS)
 
 # Lint first (ruff: style and errors; import-linter: course_utils's layers), then the unit
 # tests and every notebook, top to bottom, through nbval (fresh kernel each).

@@ -10,6 +10,8 @@ import tempfile
 
 import matplotlib
 
+from course_utils.core.kernel_env import apply_kernel_environment
+
 matplotlib.use("Agg")
 
 
@@ -21,6 +23,6 @@ def pytest_configure(config):
     os.environ["COURSE_CHECKPOINT_DIR"] = os.path.join(scratch, "checkpoints")
     os.environ["COURSE_RESULTS_DIR"] = os.path.join(scratch, "results")
     os.environ.setdefault("MPLBACKEND", "Agg")
-    # Idle OpenMP threads sleep instead of spinning: on a busy 2-core machine spinning threads
-    # slow a training step 10x. Read once when a kernel starts, so it must be set here.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # The kernels nbval starts inherit this: OMP_WAIT_POLICY=PASSIVE and the rest of the
+    # course's kernel environment (read once when a kernel starts, so it must be set here).
+    apply_kernel_environment(os.environ)

@@ -358,3 +358,31 @@ def test_segmentation_logits_reads_dicts_and_resizes():
     torch.testing.assert_close(resized, expected)
     with pytest.raises(ValueError, match=r"\(B, C, H, W\) logits"):
         tensors.segmentation_logits(torch.randn(5, 4, 4), (4, 4))
+
+
+# --------------------------------------------------------------------------- kernel environment
+
+
+def test_kernel_environment_fills_in_what_the_caller_has_not_set():
+    from course_utils.core.kernel_env import KERNEL_ENVIRONMENT, apply_kernel_environment
+
+    assert KERNEL_ENVIRONMENT["OMP_WAIT_POLICY"] == "PASSIVE"
+    env = apply_kernel_environment({"OMP_WAIT_POLICY": "ACTIVE", "HOME": "/h"})
+    assert env["OMP_WAIT_POLICY"] == "ACTIVE" and env["HOME"] == "/h"
+    assert apply_kernel_environment({}) == dict(KERNEL_ENVIRONMENT)
+
+
+def test_kernel_environment_prints_name_value_lines_for_make():
+    import subprocess
+    import sys
+
+    from course_utils.core.kernel_env import KERNEL_ENVIRONMENT
+
+    printed = subprocess.run(
+        [sys.executable, "-m", "course_utils.core.kernel_env"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+    assert printed == [f"{name}={value}" for name, value in KERNEL_ENVIRONMENT.items()]

@@ -30,6 +30,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
+from course_utils.core.kernel_env import KERNEL_ENVIRONMENT
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
 COURSE_MAP = (
@@ -340,20 +342,43 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
+def _server_environment(pgid: int) -> dict[str, str] | None:
+    """The environment of the JupyterLab process in process group ``pgid`` (None without /proc)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:
+                continue
+            cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            launcher = Path(cmdline[0].decode(errors="replace")).name
+            if launcher in ("sh", "bash", "dash", "make", "env") or not any(
+                b"jupyter" in part for part in cmdline
+            ):
+                continue  # the shell and make that started the server are not the server
+            raw = (stat.parent / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError):
+            continue
+        pairs = (item.decode(errors="replace").partition("=") for item in raw if b"=" in item)
+        return {name: value for name, _, value in pairs}
+    return None
+
+
 @pytest.mark.slow
 def test_make_lab_serves_the_notebooks_folder(tmp_path):
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     port, token = _free_port(), secrets.token_hex(16)
+    # No --allow-root here: as root (containers, CI) `make lab` must add it by itself.
     lab_args = (
         f"--no-browser --port={port} --IdentityProvider.token={token} "
         "--ServerApp.open_browser=False"
     )
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        lab_args += (
-            " --allow-root"  # containers and CI often run as root; Jupyter refuses that otherwise
-        )
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), PYTHON=sys.executable)
+    for name in KERNEL_ENVIRONMENT:
+        env.pop(name, None)  # make lab must set the kernels' environment itself
     log_path = tmp_path / "lab.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -393,6 +418,10 @@ def test_make_lab_serves_the_notebooks_folder(tmp_path):
         with pytest.raises(urllib.error.HTTPError) as refused:
             _get(url)  # without the token
         assert refused.value.code in (401, 403)
+        server_env = _server_environment(process.pid)
+        if server_env is not None:  # Linux: kernels inherit the server's environment
+            for name, value in KERNEL_ENVIRONMENT.items():
+                assert server_env.get(name) == value, f"make lab must start JupyterLab with {name}"
     finally:
         try:
             os.killpg(process.pid, signal.SIGTERM)

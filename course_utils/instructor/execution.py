@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from course_utils.core.kernel_env import apply_kernel_environment
+
 __all__ = ["CELL_TIMEOUT", "NotebookRun", "kernel_environment", "run_notebook"]
 
 #: Seconds a cell may run before the notebook fails.
@@ -114,16 +116,13 @@ def kernel_environment(
 ) -> dict:
     """The kernel's environment variables: ``base`` (default ``os.environ``) with the course's
     folders set (absolute: the kernel runs in the notebook's folder), and ``MPLBACKEND``
-    removed so figures are kept in the executed copy."""
+    removed so figures are kept in the executed copy, plus the course's
+    :data:`~course_utils.core.kernel_env.KERNEL_ENVIRONMENT` where ``base`` does not set it."""
     env = dict(os.environ if base is None else base)
     env["COURSE_RESULTS_DIR"] = str(Path(results_dir).resolve())
     env["COURSE_CHECKPOINT_DIR"] = str(Path(checkpoint_dir).resolve())
     env.pop("MPLBACKEND", None)
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep rather than spin
-    env.setdefault(
-        "PYDEVD_DISABLE_FILE_VALIDATION", "1"
-    )  # silences a debugger warning at kernel start
-    return env
+    return apply_kernel_environment(env)
 
 
 def run_notebook(
