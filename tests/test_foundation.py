@@ -386,3 +386,23 @@ def test_kernel_environment_prints_name_value_lines_for_make():
         timeout=60,
     ).stdout.split()
     assert printed == [f"{name}={value}" for name, value in KERNEL_ENVIRONMENT.items()]
+
+
+@pytest.mark.parametrize(
+    "value, kwargs, words",
+    [
+        (0, {"minimum": 0, "open_minimum": True}, "> 0, got 0"),
+        (1.0, {"minimum": 0, "maximum": 1, "open_maximum": True}, "in [0, 1), got 1.0"),
+        (0, {"minimum": 0, "maximum": 1, "open_minimum": True}, "in (0, 1], got 0"),
+        (2, {"maximum": 2, "open_maximum": True}, "< 2, got 2"),
+    ],
+)
+def test_check_number_open_bounds_exclude_the_bound_itself(value, kwargs, words):
+    with pytest.raises(ValueError, match=re.escape(f"p must be a number {words}")):
+        validate.check_number(value, "p", **kwargs)
+
+
+def test_check_number_open_bounds_keep_the_values_inside():
+    assert validate.check_number(1e-9, "window", 0, open_minimum=True) == 1e-9
+    assert validate.check_number(0.0, "dropout", 0, 1, open_maximum=True) == 0.0
+    assert validate.check_number(0.999, "dropout", 0, 1, open_maximum=True) == 0.999

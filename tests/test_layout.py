@@ -8,6 +8,7 @@ grown past one sitting, and that nothing is left at the old flat paths.
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import pkgutil
 import subprocess
@@ -186,3 +187,34 @@ def test_every_module_is_readable_in_one_sitting(path):
         f"{path.relative_to(ROOT)} has {lines} lines (> {MAX_MODULE_LINES}): split it by job, or "
         f"say in its docstring '{LONG_MODULE_REASON} ...'"
     )
+
+
+FACADES = {
+    "metrics": ("detection", "segmentation", "timing"),
+    "viz": ("colors", "images", "detection", "masks", "history"),
+}
+
+
+@pytest.mark.parametrize(
+    "package, module_name",
+    [(package, module) for package, modules in FACADES.items() for module in modules],
+)
+def test_a_facade_re_exports_each_of_its_modules_public_names(package, module_name):
+    facade = importlib.import_module(f"course_utils.{package}")
+    module = importlib.import_module(f"course_utils.{package}.{module_name}")
+    assert module.__all__, f"course_utils.{package}.{module_name} must list its public names"
+    for name in module.__all__:
+        assert name in facade.__all__, f"{package}.__all__ lacks {module_name}.{name}"
+        assert getattr(facade, name) is getattr(module, name)
+
+
+@pytest.mark.parametrize("package", sorted(FACADES))
+def test_a_facade_exports_nothing_else(package):
+    facade = importlib.import_module(f"course_utils.{package}")
+    exported = {
+        name
+        for module_name in FACADES[package]
+        for name in importlib.import_module(f"course_utils.{package}.{module_name}").__all__
+    }
+    assert set(facade.__all__) == exported
+    assert len(facade.__all__) == len(set(facade.__all__))

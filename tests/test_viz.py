@@ -1,37 +1,16 @@
-"""The course_utils.viz facade: every public name of its modules, and the modules' imports.
+"""What course_utils.viz's modules import (the facade's names: tests/test_layout.py).
 
 What each module draws is tested in ``tests/test_viz_<module>.py``.
 """
 
 import ast
-import importlib
 from pathlib import Path
 
 import pytest
 
 from course_utils import viz
 
-VIZ_MODULES = ("colors", "images", "detection", "masks", "history")
 VIZ_FOLDER = Path(viz.__file__).parent
-
-
-@pytest.mark.parametrize("module_name", VIZ_MODULES)
-def test_the_facade_re_exports_each_modules_public_names(module_name):
-    module = importlib.import_module(f"course_utils.viz.{module_name}")
-    assert module.__all__, f"course_utils.viz.{module_name} must list its public names"
-    for name in module.__all__:
-        assert name in viz.__all__, f"viz.__all__ lacks {module_name}.{name}"
-        assert getattr(viz, name) is getattr(module, name)
-
-
-def test_the_facade_exports_nothing_else():
-    exported = {
-        name
-        for module_name in VIZ_MODULES
-        for name in importlib.import_module(f"course_utils.viz.{module_name}").__all__
-    }
-    assert set(viz.__all__) == exported
-    assert len(viz.__all__) == len(set(viz.__all__))
 
 
 def _course_imports(path: Path) -> set[str]:

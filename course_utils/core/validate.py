@@ -30,12 +30,15 @@ def _require_tensor(value, name: str) -> torch.Tensor:
     return value
 
 
-def _range_text(minimum, maximum) -> str:
+def _range_text(minimum, maximum, open_minimum: bool = False, open_maximum: bool = False) -> str:
+    left, right = "(" if open_minimum else "[", ")" if open_maximum else "]"
     if minimum is not None and maximum is not None:
-        return f"in [{minimum}, {maximum}]"
+        return f"in {left}{minimum}, {maximum}{right}"
     if minimum is not None:
-        return f">= {minimum}"
-    return f"<= {maximum}" if maximum is not None else "any value"
+        return f"{'>' if open_minimum else '>='} {minimum}"
+    if maximum is not None:
+        return f"{'<' if open_maximum else '<='} {maximum}"
+    return "any value"
 
 
 def check_int(
@@ -60,25 +63,29 @@ def check_int(
 
 
 def check_number(
-    value, name: str, minimum: float | None = None, maximum: float | None = None
+    value,
+    name: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    *,
+    open_minimum: bool = False,
+    open_maximum: bool = False,
 ) -> float:
     """``value`` as a finite ``float`` in ``[minimum, maximum]`` (either bound may be None = open).
 
     ints, floats and NumPy scalars pass; ``bool`` and non-numbers raise ``TypeError``; NaN,
     infinities and values out of range raise ``ValueError``. ``check_number(x, "iou", 0, 1)``
-    checks a fraction.
+    checks a fraction; ``open_minimum=True`` / ``open_maximum=True`` exclude the bound itself
+    (``check_number(p, "dropout", 0, 1, open_maximum=True)``: p in [0, 1)).
     """
+    expected = _range_text(minimum, maximum, open_minimum, open_maximum)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"{name} must be a number {_range_text(minimum, maximum)}, "
-            f"got {type(value).__name__} {value!r}"
-        )
+        raise TypeError(f"{name} must be a number {expected}, got {type(value).__name__} {value!r}")
     number = float(value)
-    out_of_range = (minimum is not None and number < minimum) or (
-        maximum is not None and number > maximum
-    )
-    if number != number or number in (float("inf"), float("-inf")) or out_of_range:
-        raise ValueError(f"{name} must be a number {_range_text(minimum, maximum)}, got {value}")
+    below = minimum is not None and (number <= minimum if open_minimum else number < minimum)
+    above = maximum is not None and (number >= maximum if open_maximum else number > maximum)
+    if number != number or number in (float("inf"), float("-inf")) or below or above:
+        raise ValueError(f"{name} must be a number {expected}, got {value}")
     return number
 
 

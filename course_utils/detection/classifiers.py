@@ -105,8 +105,7 @@ class CropClassifier(nn.Module):
         check_int(in_channels, "in_channels")
         check_int(crop_size, "crop_size", minimum=8)
         check_int(width, "width")
-        if check_number(dropout, "dropout", 0, 1) == 1:
-            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+        check_number(dropout, "dropout", 0, 1, open_maximum=True)
         self.num_classes, self.in_channels, self.crop_size, self.width = (
             num_classes,
             in_channels,

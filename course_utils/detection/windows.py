@@ -42,14 +42,6 @@ __all__ = [
 # --------------------------------------------------------------------------- argument checks
 
 
-def _check_positive(value, name: str) -> float:
-    """``value`` as a float > 0 (``check_number``'s bounds are inclusive: 0 is refused here)."""
-    number = check_number(value, name, minimum=0)
-    if number == 0:
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
-    return number
-
-
 def _image_size(image_size) -> tuple[int, int]:
     """``(H, W)`` as two positive ints."""
     if not isinstance(image_size, (tuple, list, torch.Size)) or len(image_size) != 2:
@@ -79,7 +71,10 @@ def grid_shape(
 ) -> tuple[int, int]:
     """``(rows, cols)`` of the window grid of :func:`window_grid`."""
     height, width = _image_size(image_size)
-    window, stride = _check_positive(window, "window"), _check_positive(stride, "stride")
+    window, stride = (
+        check_number(window, "window", 0, open_minimum=True),
+        check_number(stride, "stride", 0, open_minimum=True),
+    )
     return (
         len(_starts(height, window, stride, padding)),
         len(_starts(width, window, stride, padding)),
@@ -112,7 +107,10 @@ def window_grid(
         ``boxes.view(rows, cols, 4)`` is the grid (see :func:`grid_shape`).
     """
     height, width = _image_size(image_size)
-    window, stride = _check_positive(window, "window"), _check_positive(stride, "stride")
+    window, stride = (
+        check_number(window, "window", 0, open_minimum=True),
+        check_number(stride, "stride", 0, open_minimum=True),
+    )
     padding = check_number(padding, "padding", minimum=0)
     ys = _starts(height, window, stride, padding)
     xs = _starts(width, window, stride, padding)
@@ -252,7 +250,7 @@ def image_pyramid(image: torch.Tensor, scales: Sequence[float]) -> list[torch.Te
     height, width = image.shape[-2:]
     levels = []
     for scale in scales:
-        scale = _check_positive(scale, "scale")
+        scale = check_number(scale, "scale", 0, open_minimum=True)
         size = [max(1, round(height * scale)), max(1, round(width * scale))]
         levels.append(TF.resize(image, size, antialias=True).clamp(0, 1))
     return levels

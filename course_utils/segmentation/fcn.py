@@ -83,8 +83,7 @@ class FCN(nn.Module):
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
         if context is not None and not isinstance(context, nn.Module):
             raise TypeError(f"context must be an nn.Module or None, got {type(context).__name__}")
-        if check_number(dropout, "dropout", 0.0, 1.0) == 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        check_number(dropout, "dropout", 0.0, 1.0, open_maximum=True)
         self.backbone = backbone if backbone is not None else TinyBackbone()
         if not isinstance(self.backbone, TinyBackbone):
             raise TypeError(f"backbone must be a TinyBackbone, got {type(self.backbone).__name__}")
