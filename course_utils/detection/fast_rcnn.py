@@ -325,8 +325,15 @@ class FastRCNN(nn.Module):
             raise ValueError(
                 f"one proposal tensor per image: got {len(images)} images and {len(proposals)}"
             )
-        pooled = self.pool(self.feature_maps(images), proposals).flatten(1)
-        pooled = self.dropout(pooled)
+        return self.classify(self.feature_maps(images), proposals)
+
+    def classify(
+        self, maps: list[torch.Tensor] | torch.Tensor, proposals: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two sibling heads on feature maps already computed (:meth:`feature_maps`, or one
+        map): ``(class_logits (R, K+1), box_deltas (R, K+1, 4))``, as :meth:`forward`. Faster
+        R-CNN calls it with the map its region proposal network shares."""
+        pooled = self.dropout(self.pool(maps, proposals).flatten(1))
         return self.cls_score(pooled), self.bbox_pred(pooled).reshape(-1, self.num_classes, 4)
 
     @torch.no_grad()
@@ -345,9 +352,20 @@ class FastRCNN(nn.Module):
             logits, deltas = self(images, boxes)
         finally:
             self.train(was_training)
+        return self.postprocess(images, boxes, logits, deltas)
+
+    def postprocess(
+        self,
+        images: Sequence[torch.Tensor],
+        proposals: Sequence[torch.Tensor],
+        logits: torch.Tensor,
+        deltas: torch.Tensor,
+    ) -> list[dict]:
+        """Detections per image from the heads' outputs for ``proposals`` (concatenated in image
+        order): softmax, class-specific boxes, per-class NMS (``rcnn.postprocess_detections``)."""
         probs = F.softmax(logits.float(), dim=1)
         outputs, start = [], 0
-        for image, image_boxes in zip(images, boxes):
+        for image, image_boxes in zip(images, proposals):
             stop = start + len(image_boxes)
             detections = postprocess_detections(
                 image_boxes,

@@ -22,9 +22,9 @@ from torch.utils.data import Dataset
 from course_utils.core.tensors import plain
 from course_utils.core.validate import check_boxes
 from course_utils.detection.box_coding import encode_boxes
+from course_utils.detection.detector_training import train_detector
 from course_utils.detection.fast_rcnn import BOX_WEIGHTS, FastRCNN
 from course_utils.detection.proposal_labels import label_proposals, sample_minibatch
-from course_utils.engine import TrainConfig, fit
 
 __all__ = [
     "ProposalDataset",
@@ -264,7 +264,8 @@ def train_fast_rcnn(
     progress: bool = True,
     **loss_kwargs,
 ):
-    """Train Fast R-CNN end to end with ``course_utils.engine.fit`` (AdamW, one-cycle schedule).
+    """Train Fast R-CNN end to end with the course's recipe (``detector_training.train_detector``:
+    AdamW, one-cycle schedule, the shared loop).
 
     Each step takes ``images_per_batch`` images of ``dataset`` and samples RoIs from each
     (:func:`fast_rcnn_training_loss`, to which ``loss_kwargs`` go: rois_per_image, bg_threshold,
@@ -273,28 +274,21 @@ def train_fast_rcnn(
     Returns:
         fit's ``History``; its records carry both parts of the loss.
     """
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=steps, pct_start=0.1
-    )
 
     def loss_fn(model: FastRCNN, batch) -> dict[str, torch.Tensor]:
         return fast_rcnn_training_loss(model, batch, **loss_kwargs)
 
-    config = TrainConfig(
-        steps=steps,
-        batch_size=images_per_batch,
-        seed=seed,
-        checkpoint=checkpoint,
-        device=device,
-        progress=progress,
-    )
-    return fit(
+    return train_detector(
         model,
         dataset,
         loss_fn,
-        optimizer,
-        config,
-        scheduler=scheduler,
+        steps=steps,
+        images_per_batch=images_per_batch,
+        lr=lr,
+        weight_decay=weight_decay,
+        checkpoint=checkpoint,
+        seed=seed,
+        device=device,
+        progress=progress,
         collate_fn=ProposalDataset.collate,
     )
