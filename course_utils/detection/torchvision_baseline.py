@@ -10,8 +10,9 @@ normalised (the course's images are fed as they are)::
                              collate_fn=detection_collate)
     detections = detect_with_torchvision(reference, images)
 
-What still differs is torchvision's own design: RoIAlign (7x7 bilinear samples, no rounding)
-instead of RoI max pooling, no context around the RoIs, smooth L1 with beta 1/9 in the head.
+What still differs is torchvision's own design: RoIAlign without the half-pixel correction
+(``aligned=False``), no context around the RoIs, smooth L1 with beta 1/9 in the head, and its box
+regressor's default initialisation (the course's: Gaussian, std 0.001, as Fast R-CNN's paper).
 """
 
 from __future__ import annotations

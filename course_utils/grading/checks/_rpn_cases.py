@@ -130,7 +130,8 @@ def match_anchors_cases() -> list[Case]:
             grid[:8].tolist(),
             torch.zeros(0, 4),
             "With G = 0 there is no IoU to take a maximum of: return torch.full((A,), -1, "
-            "dtype=torch.int64) first (not 0, which would mean 'matches box 0').",
+            "dtype=torch.int64, device=anchors.device) first (not 0, which would mean 'matches "
+            "box 0').",
         ),
         _match_case(
             "one ground-truth box equal to anchor 0: IoU 1, anchor 3 in between, others far",
@@ -241,7 +242,7 @@ def rpn_head_cases() -> list[Case]:
 _PIPELINE = (
     "1. keep the pre_nms_top_n anchors of highest objectness; 2. decode their deltas as R-CNN "
     "(x = px + pw * dx, w = pw * exp(dw); weights 1, 1, 1, 1, not Fast R-CNN's 10, 10, 5, 5); "
-    "3. clip to the image (x to [0, W], y to [0, H]); 4. drop boxes narrower or lower than "
+    "3. clip to the image (x to [0, W], y to [0, H]); 4. drop boxes narrower or shorter than "
     "min_size; 5. NMS at nms_threshold on sigmoid(objectness); 6. keep the "
     "post_nms_top_n best."
 )
@@ -301,7 +302,7 @@ def rpn_proposals_cases() -> list[Case]:
             "do not hard-code 0.7.",
         ),
         Case(
-            "min_size 9: boxes narrower or lower than 9 pixels after clipping are dropped",
+            "min_size 9: boxes narrower or shorter than 9 pixels after clipping are dropped",
             (*wide, 1000, 1000, 0.9, 9.0),
             hint="Drop the small boxes AFTER clipping (a clipped box can become thin): keep "
             "width >= min_size and height >= min_size (torchvision.ops.remove_small_boxes).",
