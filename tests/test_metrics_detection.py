@@ -441,3 +441,32 @@ def test_evaluate_detector_checks_its_settings_before_running_the_model(kwargs, 
     assert model.calls == []
     with pytest.raises(TypeError, match="nn.Module"):
         evaluate_detector(lambda images: images, items, device="cpu")
+
+
+def test_objects_found_needs_the_class_the_iou_and_the_score():
+    from course_utils.metrics import objects_found
+
+    truth = {
+        "boxes": torch.tensor(
+            [[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0], [40, 40, 50, 50.0]]
+        ),
+        "labels": torch.tensor([1, 2, 1]),
+    }
+    prediction = {
+        "boxes": torch.tensor(
+            [[0.0, 0.0, 10.0, 9.0], [20.0, 20.0, 30.0, 30.0], [40, 40, 45, 45.0]]
+        ),
+        "scores": torch.tensor([0.9, 0.2, 0.9]),
+        "labels": torch.tensor([1, 1, 1]),  # the second has the wrong class, the third IoU 0.25
+    }
+    assert objects_found([prediction], [truth]).tolist() == [True, False, False]
+    assert objects_found([prediction], [truth], score_threshold=0.95).tolist() == [False] * 3
+    assert objects_found([prediction], [truth], iou_threshold=0.2).tolist() == [True, False, True]
+    empty = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0).long()}
+    assert objects_found([empty, prediction], [truth, truth]).tolist() == [False] * 3 + [
+        True,
+        False,
+        False,
+    ]
+    with pytest.raises(ValueError, match="one prediction per target"):
+        objects_found([prediction], [truth, truth])

@@ -7,6 +7,8 @@ lives in one module per kind of score:
   :func:`detection_ap` builds COCO objects in memory and runs pycocotools' ``COCOeval``
   itself, so the numbers are exactly the COCO benchmark's (AP = mean over IoU
   0.50:0.05:0.95 of the 101-point interpolated precision); :func:`evaluate_detector`.
+* :mod:`~course_utils.metrics.object_recall`: :func:`objects_found`, which ground-truth objects a
+  detector found (recall of any subset: small objects, objects sharing a grid cell...).
 * :mod:`~course_utils.metrics.segmentation`: semantic segmentation.
   :func:`confusion_matrix` and :func:`segmentation_scores` (per-class IoU, mIoU, pixel
   accuracy, mean class accuracy); :func:`evaluate_segmenter`.
@@ -17,6 +19,7 @@ detection batches' collate function), never ``engine`` or ``viz``.
 """
 
 from course_utils.metrics.detection import COCO_METRICS, detection_ap, evaluate_detector
+from course_utils.metrics.object_recall import objects_found
 from course_utils.metrics.segmentation import (
     confusion_matrix,
     evaluate_segmenter,
@@ -30,6 +33,7 @@ __all__ = [
     "detection_ap",
     "evaluate_detector",
     "evaluate_segmenter",
+    "objects_found",
     "segmentation_scores",
     "time_per_image",
 ]
