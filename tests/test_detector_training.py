@@ -118,3 +118,42 @@ def test_collate_fn_makes_every_batch(tmp_path, monkeypatch):
         collate_fn=collate,
     )
     assert batches == [2, 2, 2]
+
+
+def test_train_with_loss_splits_recipe_options_from_loss_options(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(tmp_path))
+    seen = []
+
+    def scaled_error(model, batch, *, scale):
+        seen.append(scale)
+        return {"mse": scale * squared_error(model, batch)["mse"]}
+
+    history = detector_training.train_with_loss(
+        nn.Linear(2, 1),
+        Points(),
+        scaled_error,
+        steps=3,
+        images_per_batch=2,  # the recipe's
+        lr=0.02,
+        progress=False,
+        device="cpu",
+        scale=3.0,  # the loss's
+    )
+    assert seen == [3.0, 3.0, 3.0]
+    direct = train_detector(
+        nn.Linear(2, 1),
+        Points(),
+        squared_error,
+        steps=3,
+        images_per_batch=2,
+        lr=0.02,
+        progress=False,
+    )
+    default = train_detector(nn.Linear(2, 1), Points(), squared_error, steps=3, progress=False)
+    lrs = [r["lr"] for r in history.records]
+    assert lrs == [r["lr"] for r in direct.records]  # lr reached train_detector
+    assert lrs != [r["lr"] for r in default.records]
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        detector_training.train_with_loss(
+            nn.Linear(2, 1), Points(), squared_error, steps=1, progress=False, lr_typo=0.1
+        )

@@ -10,6 +10,7 @@ schedule, steps, batches and seed::
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch.utils.data import Dataset
@@ -17,7 +18,19 @@ from torch.utils.data import Dataset
 from course_utils.core.validate import check_int, check_number
 from course_utils.engine import History, TrainConfig, fit
 
-__all__ = ["train_detector"]
+__all__ = ["RECIPE_OPTIONS", "train_detector", "train_with_loss"]
+
+#: The keywords of :func:`train_detector` that a detector's ``train_*`` function passes on; its
+#: other keywords go to its loss function.
+RECIPE_OPTIONS = (
+    "images_per_batch",
+    "lr",
+    "weight_decay",
+    "checkpoint",
+    "seed",
+    "device",
+    "progress",
+)
 
 
 def train_detector(
@@ -61,4 +74,32 @@ def train_detector(
     )
     return fit(
         model, dataset, loss_fn, optimizer, config, scheduler=scheduler, collate_fn=collate_fn
+    )
+
+
+def train_with_loss(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    loss: Callable,
+    *,
+    steps: int,
+    collate_fn: Callable | None = None,
+    **options,
+) -> History:
+    """:func:`train_detector` with ``loss(model, batch, **loss_options)`` as the loss function.
+
+    ``options`` named in :data:`RECIPE_OPTIONS` (``images_per_batch``, ``lr``, ``weight_decay``,
+    ``checkpoint``, ``seed``, ``device``, ``progress``) go to :func:`train_detector`, the others
+    to ``loss`` (e.g. Fast R-CNN's ``rois_per_image``, the student's ``box_loss``). Every detector's
+    ``train_*`` function is this call with its own loss and collate function.
+    """
+    recipe = {name: value for name, value in options.items() if name in RECIPE_OPTIONS}
+    loss_options = {name: value for name, value in options.items() if name not in RECIPE_OPTIONS}
+    return train_detector(
+        model,
+        dataset,
+        partial(loss, **loss_options),
+        steps=steps,
+        collate_fn=collate_fn,
+        **recipe,
     )

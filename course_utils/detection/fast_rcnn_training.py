@@ -22,9 +22,10 @@ from torch.utils.data import Dataset
 from course_utils.core.tensors import plain
 from course_utils.core.validate import check_boxes
 from course_utils.detection.box_coding import encode_boxes
-from course_utils.detection.detector_training import train_detector
+from course_utils.detection.detector_training import train_with_loss
 from course_utils.detection.fast_rcnn import BOX_WEIGHTS, FastRCNN
 from course_utils.detection.proposal_labels import label_proposals, sample_minibatch
+from course_utils.engine import History
 
 __all__ = [
     "ProposalDataset",
@@ -250,45 +251,23 @@ def fast_rcnn_training_loss(
     )
 
 
-def train_fast_rcnn(
-    model: FastRCNN,
-    dataset: ProposalDataset,
-    *,
-    steps: int,
-    images_per_batch: int = 4,
-    lr: float = 3e-3,
-    weight_decay: float = 1e-4,
-    checkpoint: str | None = None,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-    progress: bool = True,
-    **loss_kwargs,
-):
-    """Train Fast R-CNN end to end with the course's recipe (``detector_training.train_detector``:
+def train_fast_rcnn(model: FastRCNN, dataset: ProposalDataset, *, steps: int, **options) -> History:
+    """Train Fast R-CNN end to end with the course's recipe (``detector_training.train_with_loss``:
     AdamW, one-cycle schedule, the shared loop).
 
-    Each step takes ``images_per_batch`` images of ``dataset`` and samples RoIs from each
-    (:func:`fast_rcnn_training_loss`, to which ``loss_kwargs`` go: rois_per_image, bg_threshold,
-    box_loss...). ``checkpoint``, ``seed``, ``device`` and ``progress`` are ``TrainConfig``'s.
+    Each step takes ``images_per_batch`` images of ``dataset`` (default 4) and samples RoIs from
+    each (:func:`fast_rcnn_training_loss`). ``options``: the recipe's ``images_per_batch``, ``lr``
+    (3e-3), ``weight_decay`` (1e-4), ``checkpoint``, ``seed``, ``device``, ``progress``; the others
+    go to the loss (``rois_per_image``, ``bg_threshold``, ``box_loss``...).
 
     Returns:
         fit's ``History``; its records carry both parts of the loss.
     """
-
-    def loss_fn(model: FastRCNN, batch) -> dict[str, torch.Tensor]:
-        return fast_rcnn_training_loss(model, batch, **loss_kwargs)
-
-    return train_detector(
+    return train_with_loss(
         model,
         dataset,
-        loss_fn,
+        fast_rcnn_training_loss,
         steps=steps,
-        images_per_batch=images_per_batch,
-        lr=lr,
-        weight_decay=weight_decay,
-        checkpoint=checkpoint,
-        seed=seed,
-        device=device,
-        progress=progress,
         collate_fn=ProposalDataset.collate,
+        **options,
     )

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from course_utils.core.tensors import plain
 from course_utils.data.datasets import detection_collate
-from course_utils.detection.detector_training import train_detector
+from course_utils.detection.detector_training import train_with_loss
 from course_utils.detection.fast_rcnn_training import fast_rcnn_loss, flip_boxes, sample_rois
 from course_utils.detection.faster_rcnn import FasterRCNN
 from course_utils.detection.rpn import rpn_loss, rpn_targets
@@ -116,41 +116,20 @@ def faster_rcnn_training_loss(
     return {**losses, **head}
 
 
-def train_faster_rcnn(
-    model: FasterRCNN,
-    dataset: Dataset,
-    *,
-    steps: int,
-    images_per_batch: int = 4,
-    lr: float = 3e-3,
-    weight_decay: float = 1e-4,
-    checkpoint: str | None = None,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-    progress: bool = True,
-    **loss_kwargs,
-) -> History:
+def train_faster_rcnn(model: FasterRCNN, dataset: Dataset, *, steps: int, **options) -> History:
     """Train Faster R-CNN end to end with the course's recipe (``detector_training.
-    train_detector``); ``loss_kwargs`` go to :func:`faster_rcnn_training_loss`.
+    train_with_loss``). ``options``: the recipe's ``images_per_batch`` (4), ``lr`` (3e-3),
+    ``weight_decay`` (1e-4), ``checkpoint``, ``seed``, ``device``, ``progress``; the others go to
+    :func:`faster_rcnn_training_loss` (``match_fn``, ``bg_threshold``...).
 
     Returns:
         fit's ``History``, whose records carry the four losses.
     """
-
-    def loss_fn(model: FasterRCNN, batch) -> dict[str, torch.Tensor]:
-        return faster_rcnn_training_loss(model, batch, **loss_kwargs)
-
-    return train_detector(
+    return train_with_loss(
         model,
         dataset,
-        loss_fn,
+        faster_rcnn_training_loss,
         steps=steps,
-        images_per_batch=images_per_batch,
-        lr=lr,
-        weight_decay=weight_decay,
-        checkpoint=checkpoint,
-        seed=seed,
-        device=device,
-        progress=progress,
         collate_fn=detection_collate,
+        **options,
     )

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from course_utils.data.datasets import detection_collate
-from course_utils.detection.detector_training import train_detector
+from course_utils.detection.detector_training import train_with_loss
 from course_utils.detection.yolo import YOLOv1, encode_targets, yolo_loss
 from course_utils.engine import History
 
@@ -60,33 +60,23 @@ def train_yolo(
     batch_size: int = 32,
     lr: float = 1e-3,
     weight_decay: float = 5e-4,
-    checkpoint: str | None = None,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-    progress: bool = True,
-    **loss_kwargs,
+    **options,
 ) -> History:
-    """Train YOLO from scratch with the course's recipe (``detector_training.train_detector``:
-    AdamW, one-cycle schedule); ``loss_kwargs`` go to :func:`yolo_training_loss`.
+    """Train YOLO from scratch with the course's recipe (``detector_training.train_with_loss``:
+    AdamW, one-cycle schedule). ``options``: the recipe's ``checkpoint``, ``seed``, ``device``,
+    ``progress``; the others go to :func:`yolo_training_loss` (``grid_size``, ``encode_fn``...).
 
     Returns:
         fit's ``History``, whose records carry the five loss terms.
     """
-
-    def loss_fn(model: YOLOv1, batch) -> dict[str, torch.Tensor]:
-        return yolo_training_loss(model, batch, **loss_kwargs)
-
-    return train_detector(
+    return train_with_loss(
         model,
         dataset,
-        loss_fn,
+        yolo_training_loss,
         steps=steps,
+        collate_fn=detection_collate,
         images_per_batch=batch_size,
         lr=lr,
         weight_decay=weight_decay,
-        checkpoint=checkpoint,
-        seed=seed,
-        device=device,
-        progress=progress,
-        collate_fn=detection_collate,
+        **options,
     )
