@@ -24,7 +24,7 @@ The modules, one job each:
   generator states).
 """
 
-from course_utils.engine.checkpoint import CheckpointError, checkpoint_path
+from course_utils.engine.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from course_utils.engine.config import TrainConfig
 from course_utils.engine.history import History
 from course_utils.engine.loop import fit
@@ -41,5 +41,6 @@ __all__ = [
     "detection_loss",
     "epoch_permutation",
     "fit",
+    "load_checkpoint",
     "segmentation_loss",
 ]

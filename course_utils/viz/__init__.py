@@ -7,7 +7,8 @@ The code lives in one module per concern:
 * :mod:`~course_utils.viz.images`: ``to_display_array``, ``show_image``, ``image_grid``;
 * :mod:`~course_utils.viz.detection`: ``draw_boxes``, ``show_detections``;
 * :mod:`~course_utils.viz.masks`: instance masks and semantic maps;
-* :mod:`~course_utils.viz.history`: training curves (``smooth``, ``plot_history``).
+* :mod:`~course_utils.viz.history`: training curves (``smooth``, ``plot_history``);
+* :mod:`~course_utils.viz.source`: ``show_source``, a class's or function's code in the notebook.
 
 Every function draws on an ``ax`` it is given, or on a new figure, and returns the
 axes (or ``fig, axes``) so that a notebook can add to the picture and a test can
@@ -49,6 +50,7 @@ from course_utils.viz.masks import (
     semantic_to_rgb,
     show_semantic,
 )
+from course_utils.viz.source import show_source
 
 __all__ = [
     "BACKGROUND_COLOR",
@@ -67,6 +69,7 @@ __all__ = [
     "semantic_to_rgb",
     "show_detections",
     "show_image",
+    "show_source",
     "show_semantic",
     "smooth",
     "to_display_array",
