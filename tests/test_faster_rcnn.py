@@ -163,3 +163,16 @@ def test_detect_returns_torchvision_style_dicts_from_its_proposals():
     for found, wanted in zip(detections, expected):
         for key in ("boxes", "scores", "labels"):
             torch.testing.assert_close(found[key], wanted[key])
+
+
+def test_detect_from_features_is_detect_after_the_trunk_and_keeps_the_mode():
+    model = tiny_model(4, score_threshold=0.0).train()
+    batch = list(images(4))
+    with torch.no_grad():
+        features = model.eval().fast.feature_map(batch)
+    model.train()
+    after_trunk = model.detect_from_features(batch, features)
+    assert model.training
+    for found, wanted in zip(after_trunk, model.detect(batch)):
+        for key in ("boxes", "scores", "labels"):
+            torch.testing.assert_close(found[key], wanted[key])

@@ -191,7 +191,7 @@ def test_every_module_is_readable_in_one_sitting(path):
 
 FACADES = {
     "metrics": ("detection", "object_recall", "segmentation", "timing"),
-    "viz": ("colors", "images", "detection", "masks", "history"),
+    "viz": ("colors", "images", "detection", "masks", "history", "source"),
 }
 
 

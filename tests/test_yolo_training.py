@@ -76,3 +76,66 @@ def test_train_yolo_runs_a_few_steps_and_logs_the_five_terms(tmp_path, monkeypat
         assert math.isclose(record["loss"], sum(record["components"].values()), rel_tol=1e-5)
     changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
     assert {"backbone.0.weight", "head.fc1.weight", "head.fc2.weight"} <= changed
+
+
+def test_grid_dataset_holds_the_trunk_features_and_encoded_targets():
+    from course_utils.detection.yolo_training import grid_dataset
+
+    trunk = yolo_backbone(width=4, blocks=3).eval()
+    scenes = TinyScenes()
+    calls = []
+
+    def encode_fn(boxes, labels, image_size, grid_size, num_classes):
+        calls.append((image_size, grid_size, num_classes))
+        return encode_targets(boxes, labels, image_size, grid_size, num_classes)
+
+    data = grid_dataset(trunk, scenes, grid_size=4, encode_fn=encode_fn, batch_size=2)
+    features, grids = data.tensors
+    assert features.shape == (3, 16, 8, 8) and grids.shape == (3, 4, 4, 8)
+    assert calls == [((64, 64), 4, 3)] * 3
+    with torch.no_grad():
+        torch.testing.assert_close(features[2], trunk(scene(2)[0][None])[0])
+    image, target = scene(1)
+    torch.testing.assert_close(
+        grids[1], encode_targets(target["boxes"], target["labels"], (64, 64), 4)
+    )
+
+
+def test_grid_dataset_restores_train_mode_and_rejects_no_scenes():
+    import pytest
+
+    from course_utils.detection.yolo_training import grid_dataset
+
+    trunk = yolo_backbone(width=4, blocks=3).train()
+    grid_dataset(trunk, TinyScenes())
+    assert trunk.training
+    with pytest.raises(ValueError, match="at least one"):
+        grid_dataset(trunk, [])
+
+
+def test_train_yolo_layers_learns_on_cached_features_with_the_given_loss():
+    from course_utils.detection.yolo_training import grid_dataset, train_yolo_layers
+
+    torch.manual_seed(0)
+    data = grid_dataset(yolo_backbone(width=4, blocks=3).eval(), TinyScenes(), grid_size=4)
+    layers = YOLOHead(16 * 8 * 8, 4, 2, 3, hidden=32, dropout=0.0)
+    calls = []
+
+    def loss_fn(output, grids, boxes_per_cell, lambda_coord, lambda_noobj):
+        calls.append((boxes_per_cell, lambda_coord, lambda_noobj))
+        return yolo_loss(output, grids, boxes_per_cell, lambda_coord, lambda_noobj)
+
+    history = train_yolo_layers(
+        layers,
+        data,
+        steps=60,
+        batch_size=3,
+        lr=3e-3,
+        progress=False,
+        loss_fn=loss_fn,
+        lambda_noobj=1.0,
+    )
+    first, last = history.records[0], history.records[-1]
+    assert set(first["components"]) == set(LOSS_TERMS) and len(history.records) == 60
+    assert calls[0] == (2, 5.0, 1.0)
+    assert math.isfinite(last["loss"]) and last["loss"] < 0.2 * first["loss"]

@@ -192,7 +192,16 @@ class FasterRCNN(nn.Module):
         """Detections per image (``{"boxes", "scores", "labels"}``), in eval mode: one pass of the
         trunk, the RPN's proposals, the Fast R-CNN head on the same feature map."""
         with _eval_mode(self):
-            features = self.fast.feature_map(images)
+            return self.detect_from_features(images, self.fast.feature_map(images))
+
+    @torch.no_grad()
+    def detect_from_features(
+        self, images: Sequence[torch.Tensor] | torch.Tensor, features: torch.Tensor
+    ) -> list[dict]:
+        """:meth:`detect` after the trunk: the RPN, its proposals and the Fast R-CNN head on the
+        images' feature map ``features`` (B, D, H', W') (``self.fast.feature_map(images)``), in
+        eval mode. Notebook 06 times it apart from the trunk."""
+        with _eval_mode(self):
             objectness, deltas = self.rpn_outputs(features)
             proposals = self.proposals_from(
                 self.anchors(features), objectness, deltas, _image_size(images)

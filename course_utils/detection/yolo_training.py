@@ -157,7 +157,7 @@ def grid_feature_loss(
     the five terms of ``loss_fn`` (default :func:`~course_utils.detection.yolo.yolo_loss`) on
     ``layers(features)`` (N, S, S, B * 5 + C)."""
     features, grids = batch
-    output = layers(features)
+    output = layers(features).float()  # the loss in float32, also under mixed precision
     return (loss_fn or yolo_loss)(output, grids, boxes_per_cell, lambda_coord, lambda_noobj)
 
 
