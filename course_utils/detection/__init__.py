@@ -12,6 +12,13 @@
   ``warped_regions`` (warped crops), ``box_regression`` (ridge regressors), ``rcnn`` (the
   detector), ``rcnn_training``.
 * Fast R-CNN: ``fast_rcnn`` (the model, RoI pooling head), ``fast_rcnn_training``.
+* Faster R-CNN: ``anchors``, ``rpn`` (the region proposal network), ``faster_rcnn`` (the model),
+  ``faster_rcnn_training``, ``torchvision_baseline`` (torchvision's, from the same parts),
+  ``detector_training`` (the recipe every detector trains with).
+* YOLO: ``yolo`` (targets, loss, head, decoding), ``yolo_network`` (trunk, added layers, shared
+  head), ``yolo_training``.
+* SSD: ``ssd_boxes`` (default boxes, matching, hard negative mining), ``ssd`` (heads, loss,
+  decoding).
 
 May import ``core``, ``data``, ``engine``, ``metrics`` and ``viz``; never ``segmentation`` (what
 both need goes down a layer). Import module by module: ``from course_utils.detection import rcnn``.
