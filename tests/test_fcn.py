@@ -203,6 +203,51 @@ def test_fcn_rejects_bad_arguments_and_sizes():
         model(torch.rand(3, 64, 64))
 
 
+# ---------------------------------------------------------------- the fusion hook
+def test_fusion_hook_runs_the_given_function_with_the_same_layers():
+    """fusion= replaces only the decoder's code: same parameters, same state_dict keys, the
+    reference's output (and gradients) when the function computes the same thing."""
+    calls = []
+
+    def own_fusion(scores, features, skips, upscore, score_skips, upscore_final):
+        calls.append(tuple(skips))
+        for name in skips:
+            skip = score_skips[name](features[name])
+            scores = upscore[name](scores)[..., : skip.shape[-2], : skip.shape[-1]] + skip
+        return upscore_final(scores)
+
+    torch.manual_seed(0)
+    reference = fcn.fcn(3, "8s", upsample="learned", **SMALL)
+    assert reference.fusion is fcn.fuse_skips
+    mine = fcn.fcn(3, "8s", upsample="learned", fusion=own_fusion, **SMALL)
+    assert mine.fusion is own_fusion
+    assert list(mine.state_dict()) == list(reference.state_dict())
+    assert {key for key in reference.state_dict() if "skip" in key or "upscore" in key} == {
+        "score_skips.pool4.weight",
+        "score_skips.pool4.bias",
+        "score_skips.pool3.weight",
+        "score_skips.pool3.bias",
+        "upscore.pool4.deconv.weight",
+        "upscore.pool3.deconv.weight",
+        "upscore_final.deconv.weight",
+    }
+    mine.load_state_dict(reference.state_dict())
+    with torch.no_grad():
+        for layer in (*mine.score_skips.values(), *reference.score_skips.values()):
+            layer.weight.fill_(0.1)  # not zero, so that the skips count
+    x = torch.rand(2, 3, 64, 64)
+    out, want = mine.eval()(x), reference.eval()(x)
+    assert calls == [("pool4", "pool3")]
+    torch.testing.assert_close(out, want)
+    out.square().sum().backward()
+    want.square().sum().backward()
+    torch.testing.assert_close(
+        mine.score_skips["pool3"].weight.grad, reference.score_skips["pool3"].weight.grad
+    )
+    with pytest.raises(TypeError, match="fusion"):
+        fcn.fcn(3, fusion="fuse_skips")
+
+
 # ---------------------------------------------------------------- helpers
 def test_count_parameters_counts_only_what_trains():
     model = fcn.fcn(3, "8s", **SMALL)

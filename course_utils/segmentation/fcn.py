@@ -5,7 +5,9 @@ strides 2, 4, 8, 16, 32) + the convolutionalized classifier head ("fc6", "fc7", 
 up-sampling back to the image. ``variant="32s"`` up-samples the stride-32 scores in one step;
 ``"16s"`` first fuses them with scores read from ``pool4`` (stride 16), ``"8s"`` additionally
 with ``pool3`` (stride 8). Staged training: :meth:`FCN.init_from` starts a finer variant from a
-trained coarser one, :meth:`FCN.freeze_front_end` trains only what a skip adds.
+trained coarser one, :meth:`FCN.freeze_front_end` trains only what a skip adds. The decoder
+(up-sample, score the skip with a 1x1 convolution, crop, add; then the final up-sampling) is the
+function :func:`fuse_skips`, which ``FCN(..., fusion=...)`` replaces (notebook 08's assignment).
 (Convolutionalization itself, the crop classifier as a sliding window, is in
 ``convolutionalization``.)
 
@@ -24,7 +26,7 @@ backbone's total stride (32 by default); logits float ``(B, K, H, W)``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -35,12 +37,62 @@ from course_utils.segmentation.receptive_field import layers_of
 from course_utils.segmentation.receptive_field import receptive_field as stack_receptive_field
 from course_utils.segmentation.upsampling import UPSAMPLE_MODES, Upsample
 
-__all__ = ["FCN", "VARIANTS", "count_parameters", "fcn", "receptive_field"]
+__all__ = ["FCN", "VARIANTS", "count_parameters", "fcn", "fuse_skips", "receptive_field"]
 
 #: The FCN variants, by the stride of the last map before the final up-sampling.
 VARIANTS: tuple[str, ...] = ("32s", "16s", "8s")
 #: The backbone maps each variant fuses, coarsest first.
 _SKIPS = {"32s": (), "16s": ("pool4",), "8s": ("pool4", "pool3")}
+
+
+def fuse_skips(
+    scores: torch.Tensor,
+    features: Mapping[str, torch.Tensor],
+    skips: Sequence[str],
+    upscore: Mapping[str, nn.Module],
+    score_skips: Mapping[str, nn.Module],
+    upscore_final: nn.Module,
+) -> torch.Tensor:
+    """FCN's skip fusion: the front-end's coarse class scores -> logits at the image's size.
+
+    For each ``name`` in ``skips`` (coarsest first: ``("pool4", "pool3")`` for FCN-8s),
+    ``up = upscore[name](scores)`` (2x, or 1x for a dilated stage), ``skip =
+    score_skips[name](features[name])`` (the 1x1 convolution "score_pool4" / "score_pool3" to
+    K classes), ``up`` cropped to ``skip``'s height and width keeping its top-left corner (the
+    paper's crop layer; both maps start at the image's top-left pixel), then ``scores = up +
+    skip``. Finally ``upscore_final(scores)``. With ``skips = ()`` (FCN-32s) only the final
+    up-sampling remains.
+
+    Args:
+        scores: float ``(B, K, h, w)``, the head's scores at the coarsest stride.
+        features: the backbone's maps, ``features[name]`` float ``(B, C_name, h_name, w_name)``.
+        skips: the names of the maps to fuse, coarsest first.
+        upscore: ``upscore[name]`` maps ``(B, K, h, w)`` -> ``(B, K, f h, f w)``.
+        score_skips: ``score_skips[name]`` maps ``(B, C_name, ., .)`` -> ``(B, K, ., .)``.
+        upscore_final: maps the last fused scores to the image's resolution.
+
+    Returns:
+        float ``(B, K, H, W)``: ``upscore_final``'s output.
+
+    Raises:
+        ValueError: ``scores`` is not ``(B, K, h, w)``, or the up-sampled scores are smaller
+            than a skip map (nothing to crop).
+    """
+    if not isinstance(scores, torch.Tensor) or scores.ndim != 4:
+        raise ValueError(
+            f"scores must be a (B, K, h, w) tensor, got {getattr(scores, 'shape', scores)}"
+        )
+    for name in skips:
+        skip = score_skips[name](features[name])
+        up = upscore[name](scores)
+        height, width = skip.shape[-2:]
+        if up.shape[-2] < height or up.shape[-1] < width:
+            raise ValueError(
+                f"the up-sampled scores {tuple(up.shape[-2:])} are smaller than {name}'s "
+                f"{(height, width)}: nothing to crop (is the input a multiple of the stride?)"
+            )
+        scores = up[..., :height, :width] + skip
+    return upscore_final(scores)
 
 
 class FCN(nn.Module):
@@ -59,7 +111,11 @@ class FCN(nn.Module):
       zero-initialised as in the paper so training starts from the 32s prediction), then
       up-samples x16; ``"8s"`` adds ``score_pool3`` the same way before a final x8;
     * ``upsample``: ``"bilinear"`` (fixed) or ``"learned"`` (transposed convolutions
-      initialised bilinear, see :class:`Upsample`), used for every up-sampling step.
+      initialised bilinear, see :class:`Upsample`), used for every up-sampling step;
+    * ``fusion``: the function that runs the decoder, called as ``fusion(scores, features,
+      self.skips, self.upscore, self.score_skips, self.upscore_final)`` with the signature of
+      :func:`fuse_skips` (the default). It only reads the layers, so another function (a
+      student's) keeps the same parameters and ``state_dict`` keys.
 
     ``output_stride`` is the stride of the last map before the final up-sampling (32, 16, 8).
     """
@@ -73,6 +129,7 @@ class FCN(nn.Module):
         upsample: str = "bilinear",
         context: nn.Module | None = None,
         dropout: float = 0.0,
+        fusion: Callable[..., torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         check_int(num_classes, "num_classes")
@@ -84,6 +141,11 @@ class FCN(nn.Module):
         if context is not None and not isinstance(context, nn.Module):
             raise TypeError(f"context must be an nn.Module or None, got {type(context).__name__}")
         check_number(dropout, "dropout", 0.0, 1.0, open_maximum=True)
+        if fusion is not None and not callable(fusion):
+            raise TypeError(
+                f"fusion must be a function like fuse_skips, got {type(fusion).__name__}"
+            )
+        self.fusion = fuse_skips if fusion is None else fusion
         self.backbone = backbone if backbone is not None else TinyBackbone()
         if not isinstance(self.backbone, TinyBackbone):
             raise TypeError(f"backbone must be a TinyBackbone, got {type(self.backbone).__name__}")
@@ -163,9 +225,9 @@ class FCN(nn.Module):
         scores, features = self.front_end(images)
         if self.context is not None:
             scores = self.context(scores)
-        for name in self.skips:
-            scores = self.upscore[name](scores) + self.score_skips[name](features[name])
-        return self.upscore_final(scores)
+        return self.fusion(
+            scores, features, self.skips, self.upscore, self.score_skips, self.upscore_final
+        )
 
     def init_from(self, other: FCN) -> FCN:
         """Copy every parameter ``other`` has with the same name and shape (staged training).
@@ -207,8 +269,10 @@ def fcn(
     context: nn.Module | None = None,
     replace_stride_with_dilation: Sequence[bool] = (False, False),
     dropout: float = 0.0,
+    fusion: Callable[..., torch.Tensor] | None = None,
 ) -> FCN:
-    """Build an :class:`FCN` with a fresh :class:`TinyBackbone` (one call, every knob)."""
+    """Build an :class:`FCN` with a fresh :class:`TinyBackbone` (one call, every knob;
+    ``fusion``: see :class:`FCN`, default :func:`fuse_skips`)."""
     backbone = TinyBackbone(
         channels, convs_per_stage, replace_stride_with_dilation=replace_stride_with_dilation
     )
@@ -220,6 +284,7 @@ def fcn(
         upsample=upsample,
         context=context,
         dropout=dropout,
+        fusion=fusion,
     )
 
 
