@@ -122,3 +122,71 @@ def test_cpu_images_and_proposals_go_to_the_models_device(monkeypatch):
     monkeypatch.setattr(fast_rcnn, "postprocess_detections", spy)
     assert model.detect(images, proposals) == [{}]
     assert seen == ["meta", "meta", "meta"]
+
+
+# ---------------------------------------------------------------- the head hook (head_fn)
+
+
+def _pre_hook_classify(model: FastRCNN, maps, proposals):
+    """What FastRCNN.classify computed before the head became a function."""
+    pooled = model.dropout(model.pool(maps, proposals).flatten(1))
+    return model.cls_score(pooled), model.bbox_pred(pooled).reshape(-1, model.num_classes, 4)
+
+
+def test_default_head_is_fast_rcnn_head_with_the_same_numbers_and_keys():
+    """The hook changes nothing by default: same parameters and state_dict keys, and in train
+    mode (dropout active) the same outputs and gradients for the same seed."""
+    classifier = trained_like_classifier(7)
+    model = FastRCNN.from_classifier(classifier, dropout=0.5)
+    assert model.head_fn is fast_rcnn.fast_rcnn_head
+    head_keys = [k for k in model.state_dict() if not k.startswith("trunk.")]
+    assert head_keys == ["cls_score.weight", "cls_score.bias", "bbox_pred.weight", "bbox_pred.bias"]
+    images, targets = zip(*(scene(s) for s in range(2)))
+    proposals = [proposals_around(targets[0]["boxes"], 3, 0), torch.zeros(0, 4)]
+    outputs, grads = [], []
+    forwards = (
+        lambda: model(list(images), proposals),
+        lambda: _pre_hook_classify(model, model.feature_maps(list(images)), proposals),
+    )
+    for forward in forwards:
+        model.zero_grad()
+        torch.manual_seed(11)
+        logits, deltas = forward()
+        (logits.sum() + deltas.square().sum()).backward()
+        outputs.append((logits.detach(), deltas.detach()))
+        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    assert outputs[0][0].shape == (6, 4) and outputs[0][1].shape == (6, 4, 4)
+    for a, b in zip(*outputs):
+        assert torch.equal(a, b)
+    assert len(grads[0]) == len(grads[1]) > 4
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+
+
+def test_head_fn_runs_with_the_models_own_layers():
+    """A student's head (FastRCNN(..., head_fn=...), also through from_classifier) is called
+    with the model's pool and layers: same outputs, same state_dict keys; refused if not
+    callable."""
+    classifier = trained_like_classifier(8)
+    calls = []
+
+    def my_head(maps, proposals, pool, dropout, cls_score, bbox_pred, num_classes):
+        calls.append((pool, dropout, cls_score, bbox_pred, num_classes))
+        x = dropout(torch.flatten(pool(maps, proposals), start_dim=1))
+        return cls_score(x), torch.stack(bbox_pred(x).split(4, dim=1), dim=1)
+
+    model = FastRCNN.from_classifier(classifier).eval()
+    mine = FastRCNN.from_classifier(classifier, head_fn=my_head).eval()
+    mine.load_state_dict(model.state_dict())
+    assert list(mine.state_dict()) == list(model.state_dict())
+    images, targets = zip(*(scene(s) for s in range(2)))
+    proposals = [proposals_around(t["boxes"], 2, s) for s, t in enumerate(targets)]
+    for a, b in zip(mine(list(images), proposals), model(list(images), proposals)):
+        torch.testing.assert_close(a, b)
+    pool, dropout, cls_score, bbox_pred, classes = calls[0]
+    assert pool == mine.pool and dropout is mine.dropout and classes == 4
+    assert cls_score is mine.cls_score and bbox_pred is mine.bbox_pred
+    detections = mine.detect(list(images), proposals)
+    assert len(detections) == 2 and len(calls) == 2
+    with pytest.raises(TypeError, match="head_fn"):
+        FastRCNN.from_classifier(classifier, head_fn="fast_rcnn_head")

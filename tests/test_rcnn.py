@@ -5,8 +5,8 @@ import torch
 from rcnn_helpers import TinyCNN, random_boxes, scene
 from torch import nn
 
-from course_utils.detection.box_regression import region_features
-from course_utils.detection.rcnn import RCNN, postprocess_detections
+from course_utils.detection.box_regression import apply_box_regressors, region_features
+from course_utils.detection.rcnn import RCNN, postprocess_detections, score_regions
 from course_utils.detection.warped_regions import warp_regions
 
 # --------------------------------------------------------------------------- detections
@@ -72,3 +72,54 @@ def test_rcnn_detector():
         RCNN(nn.Linear(2, 2))
     with pytest.raises(ValueError, match="one proposal tensor per image"):
         detector(list(images), [proposals])
+
+
+# --------------------------------------------------------------------------- the scoring hook
+
+
+def test_score_regions_is_the_per_region_pipeline():
+    torch.manual_seed(0)
+    cnn = TinyCNN().train()
+    weights = torch.randn(4, 257, 4)
+    images = [scene(s)[0] for s in range(3)]
+    proposals = [random_boxes(6, 1, 64), torch.zeros(0, 4), random_boxes(1, 2, 64)]
+    scored = score_regions(images, proposals, cnn, weights, 8, 0.3)
+    assert len(scored) == 3 and cnn.training  # the mode is restored
+    for image, boxes, (probs, deltas) in zip(images, proposals, scored):
+        features, expected = region_features(cnn, warp_regions(image, boxes, 8, 0.3))
+        torch.testing.assert_close(probs, expected)
+        torch.testing.assert_close(deltas, apply_box_regressors(features, weights))
+        assert probs.shape == (len(boxes), 4) and deltas.shape == (len(boxes), 4, 4)
+    assert all(d is None for _, d in score_regions(images, proposals, cnn, None, 8, 0.3))
+    with pytest.raises(ValueError, match="one proposal tensor per image"):
+        score_regions(images, proposals[:2], cnn, weights, 8, 0.3)
+
+
+def test_rcnn_runs_its_scoring_hook():
+    torch.manual_seed(0)
+    cnn = TinyCNN()
+    weights = torch.randn(4, 257, 4) * 0.1
+    images = [scene(s)[0] for s in range(2)]
+    proposals = [random_boxes(7, 1, 64), random_boxes(3, 2, 64)]
+    default = RCNN(cnn, weights, size=8, context=0.3, score_threshold=0.0)
+    assert default.scoring is None
+    calls = []
+
+    def spy(images_, proposals_, cnn_, weights_, size, context):
+        calls.append((len(images_), cnn_ is default.cnn or cnn_ is cnn, size, context))
+        return score_regions(images_, proposals_, cnn_, weights_, size, context)
+
+    hooked = RCNN(cnn, weights, size=8, context=0.3, score_threshold=0.0, scoring=spy)
+    assert hooked.state_dict().keys() == default.state_dict().keys()
+    for got, want in zip(hooked(images, proposals), default(images, proposals)):
+        for key in ("boxes", "scores", "labels"):
+            torch.testing.assert_close(got[key], want[key])
+    assert calls == [(2, True, 8, 0.3)]  # one call for all images
+    probs, deltas = hooked.score_regions(images[0], proposals[0])
+    torch.testing.assert_close(probs, default.score_regions(images[0], proposals[0])[0])
+    assert deltas.shape == (7, 4, 4) and calls[-1][0] == 1
+    with pytest.raises(TypeError, match="scoring must be a function"):
+        RCNN(cnn, weights, scoring="score_regions")
+    short = RCNN(cnn, weights, size=8, scoring=lambda i, p, *rest: [])
+    with pytest.raises(ValueError, match="one \\(probs, deltas\\) pair per image"):
+        short(images, proposals)

@@ -9,6 +9,9 @@ class-specific box regressor::
     logits, deltas = model(images, proposals)           # (R, K+1), (R, K+1, 4)
     detections = model.detect(images, proposals)       # list of {"boxes", "scores", "labels"}
 
+The head after the shared map (RoI pooling, flatten, dropout, the two siblings) is the function
+:func:`fast_rcnn_head`, which ``FastRCNN(..., head_fn=...)`` replaces (notebook 04's assignment).
+
 As in the paper, the pre-trained network's *last max-pooling layer* is replaced by RoI pooling to
 the grid its first fully connected layer expects (7x7 for VGG16; here (S/8, S/8) = 4x4 for
 32-pixel crops), and its last layer becomes the classifier sibling. Boxes are float (N, 4)
@@ -19,7 +22,7 @@ multi-task loss, RoI sampling, the dataset) is in ``fast_rcnn_training``.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,10 +31,11 @@ from torchvision.ops import roi_align, roi_pool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from course_utils.core.tensors import plain
+from course_utils.core.validate import check_int
 from course_utils.detection.rcnn import postprocess_detections
 from course_utils.detection.warped_regions import dilate_boxes
 
-__all__ = ["BOX_WEIGHTS", "FastRCNN", "to_inclusive", "trunk_from_classifier"]
+__all__ = ["BOX_WEIGHTS", "FastRCNN", "fast_rcnn_head", "to_inclusive", "trunk_from_classifier"]
 
 #: Box-coding weights of Fast R-CNN's targets: dividing (tx, ty, tw, th) by their typical spread
 #: (0.1, 0.1, 0.2, 0.2), as the paper's "normalized to zero mean and unit variance" targets
@@ -115,6 +119,30 @@ def trunk_from_classifier(
     return trunk, 1.0 / 2 ** (len(pools) - 1), crop_size // 2 ** len(pools)
 
 
+def fast_rcnn_head(
+    maps: list[torch.Tensor] | torch.Tensor,
+    proposals: Sequence[torch.Tensor],
+    pool: Callable[..., torch.Tensor],
+    dropout: nn.Module,
+    cls_score: nn.Module,
+    bbox_pred: nn.Module,
+    num_classes: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fast R-CNN's head on the shared feature map(s): ``(class_logits, box_deltas)``.
+
+    ``pooled = pool(maps, proposals)``: every image's proposals RoI-pooled to the fixed grid,
+    float (R, D, s, s), concatenated in image order (R = sum of P_i; an image may have none).
+    Each RoI's features are flattened, channel-major as the pre-trained linear layer reads them:
+    (R, D * s * s); then ``dropout`` once, and the two sibling linear layers on the same
+    features: ``cls_score`` -> logits (R, K+1), no softmax (the loss takes logits), and
+    ``bbox_pred`` -> (R, 4(K+1)) reshaped to class-specific deltas (R, K+1, 4), class c's box in
+    columns 4c..4c+3. ``num_classes`` = K + 1 (an int >= 2). Only calls the layers given.
+    """
+    num_classes = check_int(num_classes, "num_classes", minimum=2)
+    pooled = dropout(pool(maps, proposals).flatten(1))
+    return cls_score(pooled), bbox_pred(pooled).reshape(-1, num_classes, 4)
+
+
 class FastRCNN(nn.Module):
     """Fast R-CNN: convolutional trunk -> RoI max pooling -> [softmax classifier, box regressor].
 
@@ -139,6 +167,10 @@ class FastRCNN(nn.Module):
             (``torchvision.ops.roi_align``, bilinear sampling, no rounding; Mask R-CNN, notebook
             12), for comparison.
         dropout: before the two sibling layers.
+        head_fn: the head after the shared map, called as ``head_fn(maps, proposals, self.pool,
+            self.dropout, self.cls_score, self.bbox_pred, self.num_classes)`` with the signature
+            of :func:`fast_rcnn_head` (the default). It only calls the model's layers, so another
+            function (a student's) keeps the same parameters and ``state_dict`` keys.
         score_threshold, nms_threshold, max_detections: for :meth:`detect`.
     """
 
@@ -155,6 +187,7 @@ class FastRCNN(nn.Module):
         canonical_size: float | None = None,
         pooling: str = "max",
         dropout: float = 0.1,
+        head_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
         score_threshold: float = 0.01,
         nms_threshold: float = 0.3,
         max_detections: int = 100,
@@ -173,6 +206,11 @@ class FastRCNN(nn.Module):
                 f"pooling must be 'max' (RoI max pooling) or 'align' (RoIAlign), got {pooling!r}"
             )
         self.pooling = pooling
+        if head_fn is not None and not callable(head_fn):
+            raise TypeError(
+                f"head_fn must be a function like fast_rcnn_head, got {type(head_fn).__name__}"
+            )
+        self.head_fn = fast_rcnn_head if head_fn is None else head_fn
         self.canonical_size = (
             float(canonical_size) if canonical_size is not None else 2 * pooled_size / spatial_scale
         )
@@ -332,9 +370,9 @@ class FastRCNN(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The two sibling heads on feature maps already computed (:meth:`feature_maps`, or one
         map): ``(class_logits (R, K+1), box_deltas (R, K+1, 4))``, as :meth:`forward`. Faster
-        R-CNN calls it with the map its region proposal network shares."""
-        pooled = self.dropout(self.pool(maps, proposals).flatten(1))
-        return self.cls_score(pooled), self.bbox_pred(pooled).reshape(-1, self.num_classes, 4)
+        R-CNN calls it with the map its region proposal network shares. Runs ``head_fn``."""
+        layers = (self.dropout, self.cls_score, self.bbox_pred)
+        return self.head_fn(maps, proposals, self.pool, *layers, self.num_classes)
 
     @torch.no_grad()
     def detect(
