@@ -40,7 +40,14 @@ from course_utils.core.validate import check_boxes, check_int, check_number, che
 from course_utils.detection.box_coding import decode_boxes, encode_boxes
 from course_utils.detection.ssd_boxes import hard_negative_mining, match_default_boxes
 
-__all__ = ["SSD_BOX_WEIGHTS", "SSDHeads", "decode_ssd", "ssd_loss"]
+__all__ = [
+    "SSD_BOX_WEIGHTS",
+    "SSDHeads",
+    "decode_ssd",
+    "match_targets",
+    "ssd_loss",
+    "ssd_loss_from_matches",
+]
 
 #: The weights (wx, wy, ww, wh) of SSD's box coding (torchvision's; the paper's "variances" 0.1 and
 #: 0.2 are their inverses).
@@ -158,6 +165,79 @@ def _image_targets(default_boxes, target, iou_threshold, match_fn, num_classes, 
     return labels, matched
 
 
+def match_targets(
+    default_boxes: torch.Tensor,
+    targets: Sequence[dict],
+    num_classes: int,
+    iou_threshold: float = 0.5,
+    match_fn: Callable[..., torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What each default box of each image must predict: its class, and the box it matched.
+
+    Per image, ``match_fn(default_boxes, gt_boxes, iou_threshold)`` (default
+    :func:`~course_utils.detection.ssd_boxes.match_default_boxes`) names the ground truth of each
+    default box; a matched box takes its object's label and box, the others label 0 (background)
+    and a zero box. The matching depends on the ground truth only, not on the network: training
+    may compute it once per scene.
+
+    Args:
+        default_boxes: float (D, 4) xyxy pixels.
+        targets: N dicts ``{"boxes": float (G, 4) xyxy pixels, "labels": int64 (G,) in 1..C}``.
+        num_classes: C + 1, background included.
+
+    Returns:
+        ``(labels int64 (N, D), matched_boxes float (N, D, 4))`` on default_boxes' device.
+    """
+    default_boxes = check_boxes(plain(default_boxes), "default_boxes")
+    check_int(num_classes, "num_classes (C + 1, background included)", 2)
+    check_number(iou_threshold, "iou_threshold", 0.0, 1.0)
+    per_image = [
+        _image_targets(default_boxes, t, iou_threshold, match_fn, num_classes, f"targets[{n}]")
+        for n, t in enumerate(targets)
+    ]
+    if not per_image:
+        raise ValueError("targets is empty: need one target dict per image")
+    labels = torch.stack([labels for labels, _ in per_image])
+    return labels, torch.stack([boxes for _, boxes in per_image])
+
+
+def ssd_loss_from_matches(
+    class_logits: torch.Tensor,
+    box_deltas: torch.Tensor,
+    default_boxes: torch.Tensor,
+    labels: torch.Tensor,
+    matched_boxes: torch.Tensor,
+    neg_pos_ratio: int = 3,
+    mining_fn: Callable[..., torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """SSD's two losses given the matching (:func:`match_targets`); see :func:`ssd_loss`.
+
+    Args:
+        class_logits: float (N, D, C + 1). box_deltas: float (N, D, 4).
+        default_boxes: float (D, 4) xyxy pixels.
+        labels: int64 (N, D), 0 = background. matched_boxes: float (N, D, 4) xyxy pixels (read
+            where labels > 0).
+    """
+    default_boxes = _check_outputs(class_logits, box_deltas, default_boxes)
+    if labels.shape != class_logits.shape[:2] or matched_boxes.shape != box_deltas.shape:
+        raise ValueError(
+            f"labels must be (N, D) = {tuple(class_logits.shape[:2])} and matched_boxes (N, D, 4), "
+            f"got {tuple(labels.shape)} and {tuple(matched_boxes.shape)}"
+        )
+    positive = labels > 0
+    num_positives = max(int(positive.sum()), 1)
+    anchors = default_boxes.expand_as(matched_boxes)[positive]
+    box_targets = encode_boxes(anchors, matched_boxes[positive], weights=SSD_BOX_WEIGHTS)
+    box_loss = F.smooth_l1_loss(box_deltas[positive], box_targets, beta=1.0, reduction="sum")
+    confidence = F.cross_entropy(class_logits.flatten(0, 1), labels.flatten(), reduction="none")
+    confidence = confidence.view(labels.shape)
+    kept = (mining_fn or hard_negative_mining)(confidence, labels, neg_pos_ratio)
+    return {
+        "classification": confidence[kept].sum() / num_positives,
+        "box_regression": box_loss / num_positives,
+    }
+
+
 def ssd_loss(
     class_logits: torch.Tensor,
     box_deltas: torch.Tensor,
@@ -170,10 +250,9 @@ def ssd_loss(
 ) -> dict[str, torch.Tensor]:
     """SSD's two losses over a batch, as torchvision's ``SSD.compute_loss``.
 
-    Per image, the default boxes are matched to the ground truth (``match_fn(default_boxes,
-    gt_boxes, iou_threshold)``, default
-    :func:`~course_utils.detection.ssd_boxes.match_default_boxes`); a matched box's label is its
-    object's class, the others' 0. Then
+    Per image, the default boxes are matched to the ground truth (:func:`match_targets` with
+    ``match_fn``, default :func:`~course_utils.detection.ssd_boxes.match_default_boxes`); a
+    matched box's label is its object's class, the others' 0. Then
 
     * ``box_regression`` = smooth L1 (beta 1), summed over the matched boxes, between their
       ``box_deltas`` and the encoded ground truth (``encode_boxes``, weights (10, 10, 5, 5));
@@ -195,27 +274,12 @@ def ssd_loss(
     default_boxes = _check_outputs(class_logits, box_deltas, default_boxes)
     if len(targets) != len(class_logits):
         raise ValueError(f"need one target per image: {len(class_logits)} images, {len(targets)}")
-    check_number(iou_threshold, "iou_threshold", 0.0, 1.0)
-    per_image = [
-        _image_targets(
-            default_boxes, t, iou_threshold, match_fn, class_logits.shape[2], f"targets[{n}]"
-        )
-        for n, t in enumerate(targets)
-    ]
-    labels = torch.stack([labels for labels, _ in per_image])  # (N, D)
-    matched = torch.stack([boxes for _, boxes in per_image])  # (N, D, 4)
-    positive = labels > 0
-    num_positives = max(int(positive.sum()), 1)
-    anchors = default_boxes.expand_as(matched)[positive]
-    box_targets = encode_boxes(anchors, matched[positive], weights=SSD_BOX_WEIGHTS)
-    box_loss = F.smooth_l1_loss(box_deltas[positive], box_targets, beta=1.0, reduction="sum")
-    confidence = F.cross_entropy(class_logits.flatten(0, 1), labels.flatten(), reduction="none")
-    confidence = confidence.view(labels.shape)
-    kept = (mining_fn or hard_negative_mining)(confidence, labels, neg_pos_ratio)
-    return {
-        "classification": confidence[kept].sum() / num_positives,
-        "box_regression": box_loss / num_positives,
-    }
+    labels, matched = match_targets(
+        default_boxes, targets, class_logits.shape[2], iou_threshold, match_fn
+    )
+    return ssd_loss_from_matches(
+        class_logits, box_deltas, default_boxes, labels, matched, neg_pos_ratio, mining_fn
+    )
 
 
 def decode_ssd(
