@@ -18,7 +18,8 @@
 * YOLO: ``yolo`` (targets, loss, head, decoding), ``yolo_network`` (trunk, added layers, shared
   head), ``yolo_training``.
 * SSD: ``ssd_boxes`` (default boxes, matching, hard negative mining), ``ssd`` (heads, loss,
-  decoding).
+  decoding), ``ssd_network`` (added layers, the detector), ``ssd_training`` (augmentation, trunk
+  maps computed once, training), ``torchvision_ssd`` (torchvision's, on the same maps).
 
 May import ``core``, ``data``, ``engine``, ``metrics`` and ``viz``; never ``segmentation`` (what
 both need goes down a layer). Import module by module: ``from course_utils.detection import rcnn``.

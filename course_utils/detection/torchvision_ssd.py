@@ -68,7 +68,7 @@ def torchvision_ssd(
     if (
         maps is None
         or heads is None
-        or list(layers.use_maps) != list(range(len(maps.out_channels)))
+        or list(getattr(layers, "use_maps", [])) != list(range(len(maps.out_channels)))
     ):
         raise TypeError("layers must be an SSDLayers predicting from all of its maps")
     check_int(num_classes, "num_classes (C + 1, background included)", 2)
@@ -84,7 +84,7 @@ def torchvision_ssd(
     model = SSD(
         _MapsBackbone(copy.deepcopy(maps)),
         generator,
-        size,
+        (size[1], size[0]),  # torchvision's fixed size is (W, H)
         num_classes,
         image_mean=[0.0] * channels,
         image_std=[1.0] * channels,
