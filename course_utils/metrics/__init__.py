@@ -12,6 +12,8 @@ lives in one module per kind of score:
 * :mod:`~course_utils.metrics.segmentation`: semantic segmentation.
   :func:`confusion_matrix` and :func:`segmentation_scores` (per-class IoU, mIoU, pixel
   accuracy, mean class accuracy); :func:`evaluate_segmenter`.
+* :mod:`~course_utils.metrics.separation`: touching objects of the same class in a semantic map,
+  :func:`touching_pairs` and :func:`pairs_separated` (U-Net's weight map, notebook 11).
 * :mod:`~course_utils.metrics.timing`: speed, :func:`time_per_image`.
 
 Layering: ``metrics`` imports ``course_utils.core`` and ``course_utils.data`` (the
@@ -25,6 +27,7 @@ from course_utils.metrics.segmentation import (
     evaluate_segmenter,
     segmentation_scores,
 )
+from course_utils.metrics.separation import pairs_separated, touching_pairs
 from course_utils.metrics.timing import time_per_image
 
 __all__ = [
@@ -34,6 +37,8 @@ __all__ = [
     "evaluate_detector",
     "evaluate_segmenter",
     "objects_found",
+    "pairs_separated",
     "segmentation_scores",
     "time_per_image",
+    "touching_pairs",
 ]
