@@ -120,10 +120,11 @@ def pixel_weights(
     term ``border_fn(...) - 1`` is added: ``w0 exp(-(d1 + d2)^2 / 2 sigma^2)`` between objects.
     """
     maps = plain(maps)
-    if maps.ndim != 3 or maps.is_floating_point():
+    if maps.ndim != 3 or maps.is_floating_point() or maps.dtype == torch.bool:
         raise ValueError(f"maps must be int64 (N, H, W) class ids, got {tuple(maps.shape)}")
+    maps = maps.long()
     class_weights = plain(class_weights).float()
-    if class_weights.ndim != 1 or int(maps.max()) >= len(class_weights):
+    if class_weights.ndim != 1 or int(maps.min()) < 0 or int(maps.max()) >= len(class_weights):
         raise ValueError(
             f"class_weights must be (K,) with K > every class id in maps (max {int(maps.max())})"
         )
@@ -156,6 +157,8 @@ def random_crops(
     count, crop = check_int(count, "count"), check_int(crop, "crop")
     size = tensors[0].shape[0], *tensors[0].shape[-2:]
     for k, tensor in enumerate(tensors):
+        if tensor.ndim < 3:
+            raise ValueError(f"tensors[{k}] must be (N, ..., H, W), got {tuple(tensor.shape)}")
         if (tensor.shape[0], *tensor.shape[-2:]) != size:
             raise ValueError(
                 f"tensors[{k}] must be (N, ..., H, W) with (N, H, W) = {size}, got "
