@@ -213,6 +213,7 @@ def test_colab_packages_are_ranges_not_pins():
         "ipywidgets": "7.7.1",
         "matplotlib": "3.10.0",
         "scikit-image": "0.25.2",
+        "scipy": "1.15.3",
         "pycocotools": "2.0.10",
         "tqdm": "4.67.1",
     }

@@ -190,7 +190,7 @@ def test_every_module_is_readable_in_one_sitting(path):
 
 
 FACADES = {
-    "metrics": ("detection", "object_recall", "segmentation", "timing"),
+    "metrics": ("detection", "object_recall", "segmentation", "separation", "timing"),
     "viz": ("colors", "images", "detection", "masks", "history", "source"),
 }
 
