@@ -20,7 +20,8 @@
 * SSD: ``ssd_boxes`` (default boxes, matching, hard negative mining), ``ssd`` (heads, loss,
   decoding), ``ssd_network`` (added layers, the detector), ``ssd_training`` (augmentation, trunk
   maps computed once, training), ``torchvision_ssd`` (torchvision's, on the same maps).
-* Mask R-CNN: ``mask_rcnn`` (mask targets, mask loss, mask head, pasting).
+* Mask R-CNN: ``mask_rcnn`` (mask targets, mask loss, mask head, pasting), ``mask_rcnn_model``
+  (the mask branch on Faster R-CNN, its training).
 
 May import ``core``, ``data``, ``engine``, ``metrics`` and ``viz``; never ``segmentation`` (what
 both need goes down a layer). Import module by module: ``from course_utils.detection import rcnn``.

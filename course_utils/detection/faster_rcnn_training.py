@@ -15,9 +15,11 @@ Boxes are float (N, 4) ``(x1, y1, x2, y2)`` pixels; labels int64, 0 = background
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch.utils.data import Dataset
+from torchvision.ops import box_iou
 
 from course_utils.core.tensors import plain
 from course_utils.data.datasets import detection_collate
@@ -27,7 +29,13 @@ from course_utils.detection.faster_rcnn import FasterRCNN
 from course_utils.detection.rpn import rpn_loss, rpn_targets
 from course_utils.engine import History
 
-__all__ = ["MirroredScenes", "faster_rcnn_training_loss", "train_faster_rcnn"]
+__all__ = [
+    "MirroredScenes",
+    "TrainingRoIs",
+    "faster_rcnn_training_loss",
+    "faster_rcnn_training_parts",
+    "train_faster_rcnn",
+]
 
 
 class MirroredScenes(Dataset):
@@ -48,6 +56,28 @@ class MirroredScenes(Dataset):
         if index >= len(self.scenes):
             image, boxes = image.flip(-1), flip_boxes(boxes, image.shape[-1])
         return image, {"boxes": boxes, "labels": plain(target["labels"])}
+
+
+class TrainingRoIs(NamedTuple):
+    """What :func:`faster_rcnn_training_parts` used besides the losses, for a branch added on top
+    (Mask R-CNN's mask head): the batch's shared ``features`` (B, D, h, w), and per image the
+    sampled ``rois`` float (R_i, 4), their ``labels`` int64 (R_i,) (0 = background) and
+    ``matched`` int64 (R_i,): each positive RoI's ground-truth index (the box of highest IoU, the
+    lowest index among ties, as ``proposal_labels.label_proposals``), -1 for the others."""
+
+    features: torch.Tensor
+    rois: list[torch.Tensor]
+    labels: list[torch.Tensor]
+    matched: list[torch.Tensor]
+
+
+def _matched_gt(rois: torch.Tensor, labels: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Each positive RoI's best-IoU ground-truth index, -1 elsewhere: int64 (R,)."""
+    matched = torch.full((len(rois),), -1, dtype=torch.int64, device=rois.device)
+    positive = labels > 0
+    if bool(positive.any()):
+        matched[positive] = box_iou(rois[positive], gt.to(rois.dtype)).argmax(dim=1)
+    return matched
 
 
 def faster_rcnn_training_loss(
@@ -74,6 +104,32 @@ def faster_rcnn_training_loss(
         ``{"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}``,
         torchvision's names.
     """
+    return faster_rcnn_training_parts(
+        model,
+        batch,
+        rois_per_image=rois_per_image,
+        positive_fraction=positive_fraction,
+        fg_threshold=fg_threshold,
+        bg_threshold=bg_threshold,
+        box_loss=box_loss,
+        match_fn=match_fn,
+    )[0]
+
+
+def faster_rcnn_training_parts(
+    model: FasterRCNN,
+    batch,
+    *,
+    rois_per_image: int = 64,
+    positive_fraction: float = 0.25,
+    fg_threshold: float = 0.5,
+    bg_threshold: float = 0.0,
+    box_loss: Callable[..., torch.Tensor] | None = None,
+    match_fn: Callable[..., torch.Tensor] | None = None,
+) -> tuple[dict[str, torch.Tensor], TrainingRoIs]:
+    """:func:`faster_rcnn_training_loss` (same arguments, same losses, same random draws) and the
+    :class:`TrainingRoIs` it sampled, so that another head (Mask R-CNN's) trains on the same
+    features and RoIs."""
     images, targets = batch
     features = model.fast.feature_map(images)
     objectness, deltas = model.rpn_outputs(features)
@@ -95,7 +151,7 @@ def faster_rcnn_training_loss(
     )
     size = (int(images[0].shape[-2]), int(images[0].shape[-1]))
     proposals = model.proposals_from(anchors, objectness, deltas, size)
-    rois, roi_labels, roi_targets = [], [], []
+    rois, roi_labels, roi_targets, matched = [], [], [], []
     for (boxes, _), gt, target in zip(proposals, gt_boxes, targets):
         sampled = sample_rois(
             boxes,
@@ -109,11 +165,12 @@ def faster_rcnn_training_loss(
         rois.append(sampled[0])
         roi_labels.append(sampled[1])
         roi_targets.append(sampled[2])
+        matched.append(_matched_gt(sampled[0], sampled[1], gt))
     logits, box_deltas = model.fast.classify(features, rois)
     head = fast_rcnn_loss(
         logits, box_deltas, torch.cat(roi_labels), torch.cat(roi_targets), box_loss=box_loss
     )
-    return {**losses, **head}
+    return {**losses, **head}, TrainingRoIs(features, rois, roi_labels, matched)
 
 
 def train_faster_rcnn(model: FasterRCNN, dataset: Dataset, *, steps: int, **options) -> History:
