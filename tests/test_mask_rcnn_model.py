@@ -17,7 +17,6 @@ from course_utils.detection.faster_rcnn_training import (
 from course_utils.detection.mask_rcnn import MaskHead, mask_targets
 from course_utils.detection.mask_rcnn_model import (
     MaskRCNN,
-    MirroredMaskScenes,
     mask_branch,
     mask_rcnn_training_loss,
     train_mask_rcnn,
@@ -42,7 +41,7 @@ def tiny_model(seed: int = 0, **kwargs) -> MaskRCNN:
 
 
 def batch_of(scenes, *indices):
-    return detection_collate([MirroredMaskScenes(scenes)[i] for i in indices])
+    return detection_collate([MirroredScenes(scenes, keep_masks=True)[i] for i in indices])
 
 
 def test_from_classifier_builds_the_parts_and_mask_logits_have_their_shape(scenes):
@@ -190,7 +189,7 @@ def test_mask_weight_zero_gives_faster_rcnn_losses_and_masks_are_required(scenes
 
 
 def test_mirrored_mask_scenes_flip_masks_with_boxes(scenes):
-    data = MirroredMaskScenes(scenes)
+    data = MirroredScenes(scenes, keep_masks=True)
     assert len(data) == 8
     image, target = data[0]
     mirror, mirrored = data[4]
@@ -222,7 +221,7 @@ def test_refactored_faster_rcnn_loss_gives_the_numbers_recorded_before_it(scenes
 def test_train_mask_rcnn_lowers_the_mask_loss(tmp_path, monkeypatch, scenes):
     monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(tmp_path))
     model = tiny_model(4)
-    two = torch.utils.data.Subset(MirroredMaskScenes(scenes), [0, 1])
+    two = torch.utils.data.Subset(MirroredScenes(scenes, keep_masks=True), [0, 1])
     history = train_mask_rcnn(
         model,
         two,

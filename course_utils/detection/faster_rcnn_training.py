@@ -40,10 +40,12 @@ __all__ = [
 
 class MirroredScenes(Dataset):
     """``(image, target)`` items of ``scenes``, then their mirror images (left-right): twice as
-    many, the paper's only augmentation. Targets keep ``boxes`` and ``labels`` only."""
+    many, the paper's only augmentation. Targets keep ``boxes`` float (N, 4) and ``labels`` int64
+    (N,), and with ``keep_masks`` the instance ``masks`` uint8 (N, H, W), mirrored with the rest
+    (Mask R-CNN)."""
 
-    def __init__(self, scenes: Dataset) -> None:
-        self.scenes = scenes
+    def __init__(self, scenes: Dataset, keep_masks: bool = False) -> None:
+        self.scenes, self.keep_masks = scenes, bool(keep_masks)
 
     def __len__(self) -> int:
         return 2 * len(self.scenes)
@@ -52,10 +54,17 @@ class MirroredScenes(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         image, target = self.scenes[index % len(self.scenes)]
+        mirrored = index >= len(self.scenes)
         image, boxes = plain(image), plain(target["boxes"]).float()
-        if index >= len(self.scenes):
+        if mirrored:
             image, boxes = image.flip(-1), flip_boxes(boxes, image.shape[-1])
-        return image, {"boxes": boxes, "labels": plain(target["labels"])}
+        item = {"boxes": boxes, "labels": plain(target["labels"])}
+        if self.keep_masks:
+            if target.get("masks") is None:
+                raise ValueError("keep_masks needs targets with 'masks' (N, H, W)")
+            masks = plain(target["masks"]).to(torch.uint8)
+            item["masks"] = masks.flip(-1) if mirrored else masks
+        return image, item
 
 
 class TrainingRoIs(NamedTuple):

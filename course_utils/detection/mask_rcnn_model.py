@@ -6,7 +6,7 @@ box's features RoI-pooled from the trunk's map (the box itself, no context growt
 one M x M mask per class::
 
     model = MaskRCNN.from_classifier(crop_classifier)           # RoIAlign for both heads
-    data = MirroredMaskScenes(SceneDataset("train", 150))      # scenes + mirrors, with masks
+    data = MirroredScenes(SceneDataset("train", 150), keep_masks=True)  # + mirrors, masks
     history = train_mask_rcnn(model, data, steps=300)          # 5 loss curves
     detections = model.detect(images)     # {"boxes", "scores", "labels", "masks" (N, 1, H, W)}
     detection_ap(detections, targets, iou_type="segm")         # mask AP (metrics.detection)
@@ -32,7 +32,6 @@ from course_utils.core.validate import check_int, check_number
 from course_utils.data.datasets import detection_collate
 from course_utils.detection.detector_training import train_with_loss
 from course_utils.detection.fast_rcnn import to_inclusive
-from course_utils.detection.fast_rcnn_training import flip_boxes
 from course_utils.detection.faster_rcnn import FasterRCNN
 from course_utils.detection.faster_rcnn_training import faster_rcnn_training_parts
 from course_utils.detection.mask_rcnn import MaskHead, mask_loss, mask_targets, paste_masks
@@ -40,7 +39,6 @@ from course_utils.engine import History
 
 __all__ = [
     "MaskRCNN",
-    "MirroredMaskScenes",
     "mask_branch",
     "mask_rcnn_training_loss",
     "train_mask_rcnn",
@@ -194,31 +192,6 @@ class MaskRCNN(nn.Module):
 # --------------------------------------------------------------------------- training
 
 
-class MirroredMaskScenes(Dataset):
-    """``(image, target)`` items of ``scenes``, then their mirror images (left-right), as
-    ``faster_rcnn_training.MirroredScenes`` but keeping the instance masks: targets ``boxes``
-    float (N, 4), ``labels`` int64 (N,), ``masks`` uint8 (N, H, W), all mirrored together."""
-
-    def __init__(self, scenes: Dataset) -> None:
-        self.scenes = scenes
-
-    def __len__(self) -> int:
-        return 2 * len(self.scenes)
-
-    def __getitem__(self, index: int):
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} items")
-        image, target = self.scenes[index % len(self.scenes)]
-        if target.get("masks") is None:
-            raise ValueError("MirroredMaskScenes needs targets with 'masks' (N, H, W)")
-        image, boxes = plain(image), plain(target["boxes"]).float()
-        masks = plain(target["masks"]).to(torch.uint8)
-        if index >= len(self.scenes):
-            image, boxes = image.flip(-1), flip_boxes(boxes, image.shape[-1])
-            masks = masks.flip(-1)
-        return image, {"boxes": boxes, "labels": plain(target["labels"]), "masks": masks}
-
-
 def mask_rcnn_training_loss(
     model: MaskRCNN,
     batch,
@@ -230,9 +203,10 @@ def mask_rcnn_training_loss(
 ) -> dict[str, torch.Tensor]:
     """``loss_fn`` for the shared loop: Faster R-CNN's four losses and ``loss_mask``.
 
-    ``batch = (images, targets)`` (:class:`MirroredMaskScenes`, ``datasets.detection_collate``);
-    every target needs ``masks`` (G, H, W) bool/uint8. The four losses are
-    ``faster_rcnn_training.faster_rcnn_training_loss(model.faster, batch, **faster_options)``
+    ``batch = (images, targets)`` (``MirroredScenes(..., keep_masks=True)``,
+    ``datasets.detection_collate``); every target needs ``masks`` (G, H, W) bool/uint8. The four
+    losses are those of
+    ``faster_rcnn_training.faster_rcnn_training_loss(model.faster, batch, **faster_options)``,
     exactly (``rois_per_image``, ``match_fn``, ``box_loss``...: same values, same random draws).
     The positive RoIs it sampled (label > 0) are pooled for the mask head (:meth:`MaskRCNN.
     mask_logits`); their targets are their matched instance's mask cut out along the same boxes,
@@ -259,7 +233,7 @@ def mask_rcnn_training_loss(
         if target.get("masks") is None:
             raise ValueError(
                 f"targets[{index}] has no 'masks': Mask R-CNN trains on instance masks (G, H, W) "
-                "(use MirroredMaskScenes, not MirroredScenes)"
+                "(use MirroredScenes(..., keep_masks=True))"
             )
     losses, parts = faster_rcnn_training_parts(model.faster, batch, **faster_options)
     positives = [labels > 0 for labels in parts.labels]
@@ -284,7 +258,7 @@ def train_mask_rcnn(model: MaskRCNN, dataset: Dataset, *, steps: int, **options)
     ``options``: the recipe's ``images_per_batch`` (4), ``lr`` (3e-3), ``weight_decay`` (1e-4),
     ``checkpoint``, ``seed``, ``device``, ``progress``; the others go to
     :func:`mask_rcnn_training_loss` (``mask_weight``, ``mask_loss_fn``, ``rois_per_image``...).
-    ``dataset`` items need ``masks`` (:class:`MirroredMaskScenes`).
+    ``dataset`` items need ``masks`` (``MirroredScenes(..., keep_masks=True)``).
 
     Returns:
         fit's ``History``, whose records carry the five losses.
