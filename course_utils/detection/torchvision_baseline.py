@@ -32,7 +32,11 @@ from course_utils.core.validate import check_int
 from course_utils.detection.fast_rcnn import trunk_from_classifier
 from course_utils.detection.faster_rcnn import RPNSettings
 
-__all__ = ["detect_with_torchvision", "torchvision_faster_rcnn"]
+__all__ = [
+    "detect_with_torchvision",
+    "torchvision_detector_options",
+    "torchvision_faster_rcnn",
+]
 
 
 class _Backbone(nn.Sequential):
@@ -41,7 +45,7 @@ class _Backbone(nn.Sequential):
     out_channels: int
 
 
-def torchvision_faster_rcnn(
+def torchvision_detector_options(
     classifier: nn.Module,
     *,
     image_size: int = 128,
@@ -52,14 +56,10 @@ def torchvision_faster_rcnn(
     score_threshold: float = 0.01,
     nms_threshold: float = 0.3,
     max_detections: int = 100,
-) -> TorchvisionFasterRCNN:
-    """``torchvision.models.detection.FasterRCNN`` on the crop classifier's trunk.
-
-    The trunk is :func:`~course_utils.detection.fast_rcnn.trunk_from_classifier`'s (a copy, frozen
-    BatchNorm); RoIAlign pools to the grid the classifier's linear layer expects, which becomes the
-    classification layer (a new box regressor beside it), as ``FastRCNN.from_classifier`` does.
-    The RPN and the RoI sampling use ``rpn`` and ``rois_per_image`` (25 % positives).
-    """
+) -> tuple[nn.Module, dict]:
+    """The backbone and the keyword arguments shared by torchvision's ``FasterRCNN`` and
+    ``MaskRCNN`` (both take ``(backbone, num_classes=None, **options)``), built from the crop
+    classifier as :func:`torchvision_faster_rcnn` describes."""
     check_int(image_size, "image_size")
     trunk, _, pooled_size = trunk_from_classifier(classifier)
     backbone = _Backbone(*trunk)
@@ -67,10 +67,9 @@ def torchvision_faster_rcnn(
     backbone.out_channels = last.in_features // pooled_size**2
     predictor = FastRCNNPredictor(last.in_features, last.out_features)
     predictor.cls_score.load_state_dict(copy.deepcopy(last.state_dict()))
+    predictor.to(last.weight.device)
     anchors = AnchorGenerator((tuple(anchor_sizes),), (tuple(aspect_ratios),))
-    model = TorchvisionFasterRCNN(
-        backbone,
-        num_classes=None,
+    options = dict(
         min_size=image_size,
         max_size=image_size,
         image_mean=[0.0, 0.0, 0.0],
@@ -94,7 +93,41 @@ def torchvision_faster_rcnn(
         box_nms_thresh=nms_threshold,
         box_detections_per_img=max_detections,
     )
-    return model.to(last.weight.device)
+    return backbone, options
+
+
+def torchvision_faster_rcnn(
+    classifier: nn.Module,
+    *,
+    image_size: int = 128,
+    anchor_sizes: Sequence[float] = (16, 32, 64),
+    aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+    rpn: RPNSettings = RPNSettings(),
+    rois_per_image: int = 64,
+    score_threshold: float = 0.01,
+    nms_threshold: float = 0.3,
+    max_detections: int = 100,
+) -> TorchvisionFasterRCNN:
+    """``torchvision.models.detection.FasterRCNN`` on the crop classifier's trunk.
+
+    The trunk is :func:`~course_utils.detection.fast_rcnn.trunk_from_classifier`'s (a copy, frozen
+    BatchNorm); RoIAlign pools to the grid the classifier's linear layer expects, which becomes the
+    classification layer (a new box regressor beside it), as ``FastRCNN.from_classifier`` does.
+    The RPN and the RoI sampling use ``rpn`` and ``rois_per_image`` (25 % positives).
+    """
+    backbone, options = torchvision_detector_options(
+        classifier,
+        image_size=image_size,
+        anchor_sizes=anchor_sizes,
+        aspect_ratios=aspect_ratios,
+        rpn=rpn,
+        rois_per_image=rois_per_image,
+        score_threshold=score_threshold,
+        nms_threshold=nms_threshold,
+        max_detections=max_detections,
+    )
+    model = TorchvisionFasterRCNN(backbone, num_classes=None, **options)
+    return model.to(options["box_predictor"].cls_score.weight.device)
 
 
 @torch.no_grad()

@@ -13,7 +13,8 @@ lives in one module per kind of score:
   :func:`confusion_matrix` and :func:`segmentation_scores` (per-class IoU, mIoU, pixel
   accuracy, mean class accuracy); :func:`evaluate_segmenter`.
 * :mod:`~course_utils.metrics.separation`: touching objects of the same class in a semantic map,
-  :func:`touching_pairs` and :func:`pairs_separated` (U-Net's weight map, notebook 11).
+  :func:`touching_pairs` and :func:`pairs_separated` (U-Net's weight map, notebook 11);
+  :func:`connected_instances`, :func:`covering_instances` (semantic maps vs instances, notebook 12).
 * :mod:`~course_utils.metrics.timing`: speed, :func:`time_per_image`.
 
 Layering: ``metrics`` imports ``course_utils.core`` and ``course_utils.data`` (the
@@ -27,12 +28,19 @@ from course_utils.metrics.segmentation import (
     evaluate_segmenter,
     segmentation_scores,
 )
-from course_utils.metrics.separation import pairs_separated, touching_pairs
+from course_utils.metrics.separation import (
+    connected_instances,
+    covering_instances,
+    pairs_separated,
+    touching_pairs,
+)
 from course_utils.metrics.timing import time_per_image
 
 __all__ = [
     "COCO_METRICS",
     "confusion_matrix",
+    "connected_instances",
+    "covering_instances",
     "detection_ap",
     "evaluate_detector",
     "evaluate_segmenter",
