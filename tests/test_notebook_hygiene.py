@@ -128,6 +128,58 @@ def test_notebook_starts_with_the_colab_setup_cell(path):
     )
 
 
+def _grade_id_problems(notebook, number: str) -> list[str]:
+    """What breaks the course's pattern for graded cells: grade_id = cell id = ``<NN>-<name>``, a
+    check cell ``<NN>-check_<name>`` right after its solution ``<NN>-<name>``."""
+    problems, previous = [], None
+    for cell in notebook.cells:
+        meta = cell.metadata.get("nbgrader")
+        if not meta:
+            continue
+        grade_id = meta.get("grade_id", "")
+        if not re.fullmatch(rf"{number}-[A-Za-z][A-Za-z0-9_]*", grade_id):
+            problems.append(f"grade_id {grade_id!r} is not '{number}-<exercise>'")
+        if cell.get("id") != grade_id:
+            problems.append(f"cell id {cell.get('id')!r} differs from its grade_id {grade_id!r}")
+        if meta.get("grade") and previous is not None:
+            expected = previous.replace(f"{number}-", f"{number}-check_", 1)
+            if grade_id != expected:
+                problems.append(
+                    f"check {grade_id!r} follows solution {previous!r}: want {expected!r}"
+                )
+        previous = grade_id if meta.get("solution") else None
+    return problems
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
+def test_grade_ids_follow_the_notebook_exercise_pattern(path):
+    assert _grade_id_problems(_read(path), path.name[:2]) == []
+
+
+def test_the_grade_id_pattern_rejects_what_it_should():
+    def notebook(*cells):
+        return nbformat.v4.new_notebook(cells=list(cells))
+
+    def graded(grade_id, solution, cell_id=None):
+        cell = nbformat.v4.new_code_cell("pass")
+        cell.id = cell_id or grade_id
+        cell.metadata["nbgrader"] = {
+            "grade_id": grade_id,
+            "solution": solution,
+            "grade": not solution,
+        }
+        return cell
+
+    good = notebook(graded("05-f", True), graded("05-check_f", False))
+    assert _grade_id_problems(good, "05") == []
+    assert _grade_id_problems(notebook(graded("f", True)), "05")
+    assert _grade_id_problems(notebook(graded("06-f", True)), "05")
+    assert _grade_id_problems(notebook(graded("05_f", True)), "05")
+    assert _grade_id_problems(notebook(graded("05-f", True, cell_id="other")), "05")
+    mismatched = notebook(graded("05-f", True), graded("05-check_g", False))
+    assert _grade_id_problems(mismatched, "05")
+
+
 def test_the_welcome_notebook_exists():
     assert (NOTEBOOK_DIR / "00_welcome.ipynb").is_file()
 

@@ -181,7 +181,7 @@ class MaskHead(nn.Module):
       the convs, then a ReLU (in ``forward``): doubles the resolution;
     * ``predictor``: ``nn.Conv2d(conv_channels, num_classes, 1)``: raw logits, no sigmoid.
 
-    The paper's head on a ResNet-C4/FPN is 4 convs of 256 channels on 14 x 14 RoIs (28 x 28
+    The paper's head on a ResNet-FPN is 4 convs of 256 channels on 14 x 14 RoIs (28 x 28
     masks); the course's default is 2 convs of 64. Weights are initialised like torchvision's
     (``kaiming_normal_(mode="fan_out", nonlinearity="relu")``), biases zero.
     """

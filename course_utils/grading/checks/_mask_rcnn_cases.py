@@ -274,10 +274,9 @@ def mask_head_cases() -> list[Case]:
         ModuleCase(
             "MaskHead(32, 8, 32, 2): layers large enough to measure the initialisation",
             (32, 8, 32, 2),
-            hint="Initialise as torchvision's MaskRCNNHeads and MaskRCNNPredictor: for every "
-            "convolution (the transposed one and the predictor too) "
-            "nn.init.kaiming_normal_(layer.weight, mode='fan_out', nonlinearity='relu') and "
-            "nn.init.zeros_(layer.bias). " + _HEAD,
+            hint="Initialise every convolution (the transposed one and the predictor too) with "
+            "torchvision's weights, nn.init.kaiming_normal_(layer.weight, mode='fan_out', "
+            "nonlinearity='relu'), and zero biases, nn.init.zeros_(layer.bias). " + _HEAD,
             rng_state=state,
         ),
     ]
