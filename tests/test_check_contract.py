@@ -78,7 +78,9 @@ def test_check_rejects_wrong_implementation(wrong):
 def test_check_accepts_correct_implementation(check, fn, capsys):
     check(fn)
     out = capsys.readouterr()
-    assert out.out == f"✓ {check.function_name}: all {len(check.cases())} cases pass\n"
+    first, second = out.out.splitlines()
+    assert first == f"✓ {check.function_name}: all {len(check.cases())} cases pass"
+    assert second.startswith("  case 1, ") and "; expected " in second
     assert not out.err
 
 

@@ -18,8 +18,10 @@ from course_utils.grading.compare import (
 from course_utils.grading.runner import (
     Case,
     CheckFailed,
+    brief,
     check_devices,
     run_cases,
+    success_lines,
     with_device_copies,
 )
 
@@ -35,7 +37,11 @@ def failure(fn) -> str:
 
 def test_correct_function_passes_with_one_line(capsys):
     assert run_cases(lambda x: x + x, cases(), name="double", reference=double) == 3
-    assert capsys.readouterr().out == "✓ double: all 3 cases pass\n"
+    first = cases()[0]
+    expected = success_lines("double", cases(), double(*first.args), double(*first.args))
+    assert capsys.readouterr().out == "\n".join(expected) + "\n"
+    assert expected[0] == "✓ double: all 3 cases pass"
+    assert expected[1].startswith(f"  case 1, {first.name}: yours ")
 
 
 def test_quiet_prints_nothing(capsys):
@@ -51,10 +57,9 @@ def test_warnings_become_a_note_on_stdout_not_stderr(capsys):
     run_cases(warns, cases(), name="double", reference=double)
     captured = capsys.readouterr()
     assert captured.err == ""
-    assert captured.out.splitlines() == [
-        "✓ double: all 3 cases pass",
-        "  note: double raised a warning (UserWarning: copying a tensor)",
-    ]
+    lines = captured.out.splitlines()
+    assert lines[0] == "✓ double: all 3 cases pass" and lines[1].startswith("  case 1, ")
+    assert lines[2:] == ["  note: double raised a warning (UserWarning: copying a tensor)"]
 
 
 def test_wrong_values_name_the_case_expected_got_and_hint():
@@ -275,3 +280,22 @@ def test_run_cases_calls_the_function_and_the_reference_once_per_case():
 
     run_cases(counted("fn"), cases(), name="double", reference=counted("reference"), quiet=True)
     assert calls == {"fn": 3, "reference": 3}
+
+
+def test_brief_says_a_value_in_one_short_line():
+    assert brief(torch.tensor(2.5)) == "2.5"
+    assert brief(torch.tensor(3)) == "3"
+    assert brief(torch.tensor([[1.0, 0.25], [0.5, 2.0]])) == "[1.0, 0.25, 0.5, 2.0] (shape (2, 2))"
+    assert brief(torch.ones(3, 4)) == "a tensor of shape (3, 4), mean 1"
+    assert brief(torch.ones(3, 4, dtype=torch.bool)) == "a tensor of shape (3, 4), sum 12"
+    assert brief(torch.nn.Linear(3, 2)) == "a Linear with 8 parameters"
+    assert brief("short") == "'short'"
+    assert len(brief("x" * 500)) == 60
+
+
+def test_success_lines_show_case_one_beside_the_reference():
+    lines = success_lines("double", cases(), torch.tensor(4.0), torch.tensor(4.0))
+    assert lines == [
+        "✓ double: all 3 cases pass",
+        f"  case 1, {cases()[0].name}: yours 4; expected 4",
+    ]

@@ -4,7 +4,8 @@ Every assignment in the course follows the same three cells (see docs/ASSIGNMENT
 
 1. a *solution cell* where the student writes a function (``def box_iou(boxes1, boxes2): ...``);
 2. a graded *check cell*, ``check_box_iou(box_iou)``, which raises on any wrong answer (nbgrader
-   grades by errors) and prints one line on success, e.g. ``✓ box_iou: all 14 cases pass``;
+   grades by errors) and prints two lines on success, e.g. ``✓ box_iou: all 14 cases pass``
+   and case 1's answer beside the reference's;
 3. an ungraded *fallback cell*, ``box_iou = use_reference_if_stuck(box_iou,
    check=check_box_iou, enabled=USE_REFERENCE_SOLUTIONS)``, so that a stuck student who sets
    ``USE_REFERENCE_SOLUTIONS = True`` can run the rest of the notebook.

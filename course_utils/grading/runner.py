@@ -31,8 +31,10 @@ __all__ = [
     "Case",
     "CheckFailed",
     "Comparator",
+    "brief",
     "check_devices",
     "run_cases",
+    "success_lines",
     "with_device_copies",
 ]
 
@@ -115,7 +117,8 @@ def run_cases(
         name: the function's name as the notebook calls it (``"box_iou"``), used in every message.
         reference: the trusted implementation (torchvision.ops, pycocotools, a closed form...).
         compare: ``compare(got, expected, case) -> None | str``; default :func:`compare_tensors`.
-        quiet: when False, print one line on success (``✓ box_iou: all 14 cases pass``).
+        quiet: when False, print two lines on success: ``✓ box_iou: all 14 cases pass`` and the
+            first case's answer next to the expected one (:func:`success_lines`).
 
     Raises:
         TypeError: ``fn`` is not callable (e.g. the function's result was passed, not the function).
@@ -131,14 +134,54 @@ def run_cases(
     # Warnings are collected, not shown on stderr: nbgrader counts any stderr output as a failure.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for number, case in enumerate(cases, start=1):
+        answers = [
             _run_case(fn, case, _Where(name, number, len(cases), names), reference, compare)
+            for number, case in enumerate(cases, start=1)
+        ]
     if not quiet:
-        print(f"✓ {name}: all {len(cases)} cases pass")
+        print("\n".join(success_lines(name, cases, *answers[0])))
         if caught:
             first = caught[0]
             print(f"  note: {name} raised a warning ({first.category.__name__}: {first.message})")
     return len(cases)
+
+
+def _brief_tensor(tensor: torch.Tensor) -> str:
+    """Up to 6 values in full, else the shape and the mean (floats) or sum (others)."""
+    shape = f"shape {tuple(tensor.shape)}"
+    values = tensor.detach().cpu()
+    if values.ndim == 0:
+        number = values.item()
+        return f"{number:.4g}" if isinstance(number, float) else str(number)
+    if values.numel() <= 6:
+        numbers = [round(v, 4) if isinstance(v, float) else v for v in values.flatten().tolist()]
+        return f"{numbers} ({shape})"
+    if values.is_floating_point():
+        return f"a tensor of {shape}, mean {values.double().mean().item():.4g}"
+    return f"a tensor of {shape}, sum {values.long().sum().item()}"
+
+
+def brief(value: Any, width: int = 60) -> str:
+    """``value`` in one short line for a success message: a tensor by its values or its shape and
+    mean, a module by class and parameter count, anything else as ``describe`` says it."""
+    if isinstance(value, torch.nn.Module):
+        count = sum(parameter.numel() for parameter in value.parameters())
+        return f"a {type(value).__name__} with {count:,} parameters"
+    if isinstance(value, torch.Tensor):
+        return _brief_tensor(value)
+    text = describe(value)
+    if "\n" not in text and len(text) <= width:
+        return text
+    first = text.splitlines()[0]
+    return first if len(first) <= width else first[: width - 3] + "..."
+
+
+def success_lines(name: str, cases: Sequence[Case], got: Any, expected: Any) -> list[str]:
+    """What a passed check prints: the count, then case 1's answer beside the reference's."""
+    return [
+        f"✓ {name}: all {len(cases)} cases pass",
+        f"  case 1, {cases[0].name}: yours {brief(got)}; expected {brief(expected)}",
+    ]
 
 
 @dataclass(frozen=True)
@@ -157,8 +200,9 @@ def _run_case(
     where: _Where,
     reference: Callable[..., Any],
     compare: Comparator,
-) -> None:
-    """Run ``fn`` on one case; raise NotImplementedError or CheckFailed when it is not right."""
+) -> tuple[Any, Any]:
+    """Run ``fn`` on one case; raise NotImplementedError or CheckFailed when it is not right.
+    Returns ``(got, expected)``."""
     __tracebackhide__ = True  # noqa: F841
     name = where.name
     expected = reference(*_clone(case.args), **_clone(dict(case.kwargs)))
@@ -183,6 +227,7 @@ def _run_case(
     problem = compare(got, expected, case)
     if problem:
         raise CheckFailed(_failure(where, case, expected, got, problem))
+    return got, expected
 
 
 def _require_function(fn: Any, name: str) -> None:
