@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LAB_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install lab lint test report release clean
+.PHONY: install lab lint test report release wheel clean
 
 # The virtual environment, with the course installed in editable mode plus the
 # dev (JupyterLab, nbval, pytest) and instructor (nbgrader) extras.
@@ -43,9 +43,15 @@ lint: install
 report: install
 	$(BIN)/python -m course_utils.instructor.report --notebooks notebooks --out build
 
-# The student version of every notebook (solutions stubbed, outputs cleared) into release/.
+# The student version of every notebook (solutions stubbed, outputs cleared) into release/, after
+# stamping pyproject's [project.urls] Repository into every set-up cell and Colab badge.
 release: install
 	$(BIN)/python -m course_utils.instructor.release --source notebooks --out release
 
+# The course's helpers as a wheel in dist/: upload it next to a notebook on Colab (or to Drive's
+# MyDrive) and the set-up cell installs it instead of the repository.
+wheel: install
+	$(BIN)/python -m pip wheel --no-deps --no-build-isolation --quiet -w dist .
+
 clean:
-	rm -rf build .pytest_cache
+	rm -rf build dist .pytest_cache

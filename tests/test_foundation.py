@@ -192,14 +192,48 @@ def test_record_replaces_and_loads(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- Colab set-up and packaging
 def test_setup_cell_installs_without_dependencies():
-    assert "--no-deps" in colab.SETUP_CELL and colab.REPOSITORY_URL in colab.SETUP_CELL
-    compile(colab.SETUP_CELL.replace("%pip", "pass  #"), "<setup>", "exec")
+    cell = colab.setup_cell("https://github.com/someone/their-course")
+    assert '%pip install --quiet --no-deps "{source}"' in cell
+    assert '"git+https://github.com/someone/their-course"' in cell
+    assert all(f'glob.glob("{place}")' in cell for place in colab.WHEEL_PLACES)
+    compile(cell.replace("%pip", "pass  #"), "<setup>", "exec")
     assert colab.colab_badge_url("00_welcome").endswith("/blob/main/release/00_welcome.ipynb")
+    badge = colab.colab_badge_url("05_x", "https://github.com/a/b", "notebooks")
+    assert badge == "https://colab.research.google.com/github/a/b/blob/main/notebooks/05_x.ipynb"
+    for bad in ("http://github.com/a/b", "https://gitlab.com/a/b", "https://github.com/a"):
+        with pytest.raises(ValueError, match="github.com"):
+            colab.setup_cell(bad)
 
 
-def test_repository_url_in_one_place():
+def test_setup_cell_takes_the_first_wheel_found(tmp_path, monkeypatch):
+    """The cell's Python, run with %pip replaced: a wheel next to the notebook wins."""
+    cell = colab.setup_cell().replace("import course_utils", "import course_utils_missing")
+    cell = cell.replace('%pip install --quiet --no-deps "{source}"', "chosen.append(source)")
+    monkeypatch.chdir(tmp_path)
+    chosen: list[str] = []
+    with pytest.raises(ImportError):  # the last import fails: nothing was installed
+        exec(compile(cell, "<setup>", "exec"), {"chosen": chosen})
+    assert chosen == ["git+" + colab.DEFAULT_REPOSITORY_URL]
+    (tmp_path / "detseg_course-0.1.0-py3-none-any.whl").write_bytes(b"")
+    chosen.clear()
+    with pytest.raises(ImportError):
+        exec(compile(cell, "<setup>", "exec"), {"chosen": chosen})
+    assert chosen == ["detseg_course-0.1.0-py3-none-any.whl"]
+
+
+def test_repository_url_in_one_place(tmp_path):
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["urls"]["Repository"] == colab.REPOSITORY_URL
+    assert colab.repository_url() == project["urls"]["Repository"]
+    other = tmp_path / "pyproject.toml"
+    other.write_text(
+        '[project]\nname = "x"\n[project.urls]\nRepository = "https://github.com/o/n"\n'
+    )
+    assert colab.repository_url(other) == "https://github.com/o/n"
+    other.write_text(
+        '[project]\nname = "x"\n[project.urls]\nRepository = "https://example.com/o/n"\n'
+    )
+    with pytest.raises(ValueError, match="github.com"):
+        colab.repository_url(other)
 
 
 def test_colab_packages_are_ranges_not_pins():

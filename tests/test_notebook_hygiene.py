@@ -114,17 +114,24 @@ def test_notebook_never_uses_cv2_imshow(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_notebook_starts_with_the_colab_setup_cell(path):
-    try:
-        from course_utils.core.colab import SETUP_CELL
-    except ImportError:
-        pytest.skip(
-            "course_utils.core.colab.SETUP_CELL does not exist yet: cannot compare the set-up cell"
-        )
+    from course_utils.core.colab import repository_url, setup_cell
+
     cells = _code_cells(_read(path))
     assert cells, f"{path.name} has no code cell"
-    assert cells[0].source.strip() == SETUP_CELL.strip(), (
-        f"{path.name}: the first code cell must be course_utils.core.colab.SETUP_CELL exactly; "
-        f"got:\n{cells[0].source}"
+    assert cells[0].source.strip() == setup_cell(repository_url()).strip(), (
+        f"{path.name}: the first code cell must be colab.setup_cell(repository_url()) exactly "
+        f"(make release stamps it); got:\n{cells[0].source}"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
+def test_colab_badges_point_at_the_repository(path):
+    from course_utils.core.colab import colab_badge_url, repository_url
+
+    text = "".join(cell.source for cell in _read(path).cells if cell.cell_type == "markdown")
+    assert colab_badge_url(path.stem, repository_url()) in text, (
+        f"{path.name}: its Colab badge must open release/{path.name} on {repository_url()} "
+        "(make release stamps it)"
     )
 
 

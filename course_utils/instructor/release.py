@@ -32,6 +32,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from course_utils.core.colab import repository_url
+from course_utils.instructor.stamp import stamp_file, stamp_notebook
+
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
@@ -186,8 +189,9 @@ def release_preprocessors() -> list[Any]:
     ]
 
 
-def release_notebook(src_path: str | Path) -> NotebookNode:
-    """The student version of the source notebook at ``src_path`` (the file is not modified)."""
+def release_notebook(src_path: str | Path, url: str | None = None) -> NotebookNode:
+    """The student version of the source notebook at ``src_path`` (the file is not modified),
+    its set-up cell and Colab badges pointing at ``url`` (default: ``repository_url()``)."""
     import nbformat
 
     src_path = Path(src_path)
@@ -197,6 +201,7 @@ def release_notebook(src_path: str | Path) -> NotebookNode:
     resources: dict[str, Any] = {}
     for preprocessor in release_preprocessors():
         nb, resources = preprocessor.preprocess(nb, resources)
+    stamp_notebook(nb, repository_url() if url is None else url)
     nbformat.validate(nb)
     return nb
 
@@ -211,18 +216,27 @@ def source_notebooks(source: str | Path) -> list[Path]:
 
 
 def release_all(
-    source: str | Path = "notebooks", out: str | Path = "release", *, prune: bool = True
+    source: str | Path = "notebooks",
+    out: str | Path = "release",
+    *,
+    prune: bool = True,
+    url: str | None = None,
 ) -> list[Path]:
     """Write the release of every notebook in ``source`` to ``out`` (same names); return the
     written paths.
 
-    With ``prune`` (default), notebooks in ``out`` without a source notebook are deleted (other
-    files are kept). Notebooks are written only when their content changes, so unchanged files
-    keep their timestamps.
+    First the source notebooks themselves are stamped with ``url`` (default:
+    ``repository_url()``, pyproject's ``[project.urls] Repository``): their set-up cell and Colab
+    badges, nothing else (``instructor.stamp``). With ``prune`` (default), notebooks in ``out``
+    without a source notebook are deleted (other files are kept). Notebooks are written only when
+    their content changes, so unchanged files keep their timestamps.
     """
     import nbformat
 
+    url = repository_url() if url is None else url
     sources = source_notebooks(source)
+    for src in sources:
+        stamp_file(src, url)
     out = Path(out)
     if out.resolve() == Path(source).resolve():
         raise ValueError("the release folder must differ from the source folder")
@@ -230,7 +244,7 @@ def release_all(
     written = []
     for src in sources:
         target = out / src.name
-        text = nbformat.writes(release_notebook(src)) + "\n"
+        text = nbformat.writes(release_notebook(src, url)) + "\n"
         if not target.exists() or target.read_text(encoding="utf-8") != text:
             target.write_text(text, encoding="utf-8")
         written.append(target)
