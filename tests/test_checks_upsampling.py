@@ -11,11 +11,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from check_contract import Wrong, assert_cases_deterministic_with_hints
+from test_checks_upsample import CORRECT as UPSAMPLE_CORRECT
+from test_checks_upsample import WRONG as UPSAMPLE_WRONG
 
 from course_utils.grading.checks import all_checks
 from course_utils.grading.checks.upsampling import (
     CHECKS,
     check_conv_transpose2d,
+    check_Upsample,
     conv_transpose2d_cases,
     torch_conv_transpose2d,
 )
@@ -185,6 +188,7 @@ CORRECT = [
         check_conv_transpose2d,
         lambda x, w, s, p, op: F.conv_transpose2d(x, w, stride=s, padding=p, output_padding=op),
     ),
+    *UPSAMPLE_CORRECT,
 ]
 
 
@@ -206,11 +210,12 @@ WRONG = [
     Wrong(check_conv_transpose2d, tconv_via_conv_not_flipped, VALUES),
     Wrong(check_conv_transpose2d, tconv_via_conv_strided, SHAPE),
     Wrong(check_conv_transpose2d, tconv_on_cpu, "but the inputs were on cuda", cuda_only=True),
+    *UPSAMPLE_WRONG,
 ]
 
 
 def test_the_module_lists_its_checks():
-    assert all_checks()["upsampling"] == CHECKS == (check_conv_transpose2d,)
+    assert all_checks()["upsampling"] == CHECKS == (check_conv_transpose2d, check_Upsample)
     assert check_conv_transpose2d.reference is torch_conv_transpose2d
 
 

@@ -9,7 +9,7 @@ from torch import nn
 from course_utils.segmentation import fcn
 from course_utils.segmentation import receptive_field as rf
 from course_utils.segmentation.backbone import TinyBackbone, conv_bn_relu
-from course_utils.segmentation.upsampling import UPSAMPLE_MODES
+from course_utils.segmentation.upsampling import UPSAMPLE_MODES, Upsample
 
 SMALL = dict(channels=(4, 4, 8, 8, 8), head_channels=8)
 
@@ -275,3 +275,23 @@ def test_receptive_field_of_the_front_end():
     )
     with pytest.raises(TypeError, match="FCN"):
         fcn.receptive_field(nn.Conv2d(3, 3, 3))
+
+
+def test_upsample_layer_builds_every_up_sampling_step():
+    built = []
+
+    class Counted(Upsample):
+        def __init__(self, channels, factor, mode):
+            super().__init__(channels, factor, mode)
+            built.append((channels, factor, mode))
+
+    torch.manual_seed(0)
+    reference = fcn.fcn(5, "8s", upsample="learned")
+    torch.manual_seed(0)
+    model = fcn.fcn(5, "8s", upsample="learned", upsample_layer=Counted)
+    assert built == [(5, 2, "learned"), (5, 2, "learned"), (5, 8, "learned")]
+    assert model.state_dict().keys() == reference.state_dict().keys()
+    images = torch.rand(1, 3, 64, 64)
+    torch.testing.assert_close(model.eval()(images), reference.eval()(images))
+    with pytest.raises(TypeError, match="upsample_layer"):
+        fcn.fcn(5, upsample_layer="bilinear")

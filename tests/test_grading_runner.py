@@ -289,6 +289,7 @@ def test_brief_says_a_value_in_one_short_line():
     assert brief(torch.ones(3, 4)) == "a tensor of shape (3, 4), mean 1"
     assert brief(torch.ones(3, 4, dtype=torch.bool)) == "a tensor of shape (3, 4), sum 12"
     assert brief(torch.nn.Linear(3, 2)) == "a Linear with 8 parameters"
+    assert brief(torch.nn.Identity()) == "an Identity with 0 parameters"
     assert brief("short") == "'short'"
     assert len(brief("x" * 500)) == 60
 

@@ -166,7 +166,9 @@ def brief(value: Any, width: int = 60) -> str:
     mean, a module by class and parameter count, anything else as ``describe`` says it."""
     if isinstance(value, torch.nn.Module):
         count = sum(parameter.numel() for parameter in value.parameters())
-        return f"a {type(value).__name__} with {count:,} parameters"
+        name = type(value).__name__
+        article = "an" if name[:1].lower() in "aeiou" else "a"
+        return f"{article} {name} with {count:,} parameters"
     if isinstance(value, torch.Tensor):
         return _brief_tensor(value)
     text = describe(value)

@@ -112,6 +112,8 @@ class FCN(nn.Module):
       up-samples x16; ``"8s"`` adds ``score_pool3`` the same way before a final x8;
     * ``upsample``: ``"bilinear"`` (fixed) or ``"learned"`` (transposed convolutions
       initialised bilinear, see :class:`Upsample`), used for every up-sampling step;
+      ``upsample_layer``: the class built for each step, ``upsample_layer(num_classes, factor,
+      upsample)`` (default :class:`Upsample`; notebook 09 passes the student's);
     * ``fusion``: the function that runs the decoder, called as ``fusion(scores, features,
       self.skips, self.upscore, self.score_skips, self.upscore_final)`` with the signature of
       :func:`fuse_skips` (the default). It only reads the layers, so another function (a
@@ -130,6 +132,7 @@ class FCN(nn.Module):
         context: nn.Module | None = None,
         dropout: float = 0.0,
         fusion: Callable[..., torch.Tensor] | None = None,
+        upsample_layer: Callable[[int, int, str], nn.Module] = Upsample,
     ) -> None:
         super().__init__()
         check_int(num_classes, "num_classes")
@@ -145,6 +148,8 @@ class FCN(nn.Module):
             raise TypeError(
                 f"fusion must be a function like fuse_skips, got {type(fusion).__name__}"
             )
+        if not callable(upsample_layer):
+            raise TypeError(f"upsample_layer must be a class like Upsample, got {upsample_layer!r}")
         self.fusion = fuse_skips if fusion is None else fusion
         self.backbone = backbone if backbone is not None else TinyBackbone()
         if not isinstance(self.backbone, TinyBackbone):
@@ -177,10 +182,10 @@ class FCN(nn.Module):
             nn.init.zeros_(conv.bias)
             self.score_skips[name] = conv
             skip_stride = self.backbone.strides[name]
-            self.upscore[name] = Upsample(num_classes, stride // skip_stride, upsample)
+            self.upscore[name] = upsample_layer(num_classes, stride // skip_stride, upsample)
             stride = skip_stride
         self.output_stride = stride
-        self.upscore_final = Upsample(num_classes, stride, upsample)
+        self.upscore_final = upsample_layer(num_classes, stride, upsample)
 
     def front_end(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The head's scores at ``pool5``'s stride, float ``(B, K, H/32, W/32)`` (before
@@ -270,9 +275,10 @@ def fcn(
     replace_stride_with_dilation: Sequence[bool] = (False, False),
     dropout: float = 0.0,
     fusion: Callable[..., torch.Tensor] | None = None,
+    upsample_layer: Callable[[int, int, str], nn.Module] = Upsample,
 ) -> FCN:
     """Build an :class:`FCN` with a fresh :class:`TinyBackbone` (one call, every knob;
-    ``fusion``: see :class:`FCN`, default :func:`fuse_skips`)."""
+    ``fusion`` and ``upsample_layer``: see :class:`FCN`)."""
     backbone = TinyBackbone(
         channels, convs_per_stage, replace_stride_with_dilation=replace_stride_with_dilation
     )
@@ -285,6 +291,7 @@ def fcn(
         context=context,
         dropout=dropout,
         fusion=fusion,
+        upsample_layer=upsample_layer,
     )
 
 

@@ -1,11 +1,16 @@
-"""Checks for the transposed-convolution assignment (notebook 09).
+"""Checks for the transposed-convolution and up-sampling assignments (notebook 09).
 
-``conv_transpose2d(x, weight, stride, padding, output_padding) -> y`` with x ``(N, C_in, H, W)``
-and weight ``(C_in, C_out, k, k)``, compared with ``F.conv_transpose2d`` without bias.
+* ``conv_transpose2d(x, weight, stride, padding, output_padding) -> y`` with x ``(N, C_in, H,
+  W)`` and weight ``(C_in, C_out, k, k)``, compared with ``F.conv_transpose2d`` without bias;
+* ``Upsample(channels, factor, mode="bilinear")``: an ``nn.Module`` mapping ``(B, C, h, w)`` to
+  ``(B, C, factor*h, factor*w)``, fixed bilinear interpolation or a transposed convolution that
+  starts as it, compared with ``course_utils.segmentation.upsampling.Upsample``.
+  ``check_Upsample`` runs on the CPU and leaves torch's global RNG as it found it.
 
 Usage in a notebook::
 
     check_conv_transpose2d(conv_transpose2d)   # graded cell: raises on a wrong answer
+    check_Upsample(Upsample)                   # the class itself, not an instance
 """
 
 from __future__ import annotations
@@ -14,11 +19,22 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from course_utils.grading.assignments import assignment_check
+from course_utils.grading.checks._unet_cases import restoring_rng
+from course_utils.grading.checks._upsample_cases import compare_upsample, upsample_cases
 from course_utils.grading.runner import Case, with_device_copies
+from course_utils.segmentation.upsampling import Upsample as ReferenceUpsample
 
-__all__ = ["CHECKS", "check_conv_transpose2d", "conv_transpose2d_cases", "torch_conv_transpose2d"]
+__all__ = [
+    "CHECKS",
+    "check_Upsample",
+    "check_conv_transpose2d",
+    "conv_transpose2d_cases",
+    "torch_conv_transpose2d",
+    "upsample_cases",
+]
 
 _SEED = 909
 
@@ -134,4 +150,22 @@ def check_conv_transpose2d(
     """
 
 
-CHECKS = (check_conv_transpose2d,)
+@assignment_check(
+    reference=ReferenceUpsample, cases=upsample_cases, compare=restoring_rng(compare_upsample)
+)
+def check_Upsample(Upsample: type[nn.Module], *, quiet: bool = False) -> None:
+    """Check ``Upsample(channels, factor, mode="bilinear")``, a class (an nn.Module): pass the
+    class.
+
+    ``forward(x (B, channels, h, w)) -> (B, channels, factor*h, factor*w)``, x's dtype.
+    factor = 1: the identity (returns x), no parameters, in both modes. mode="bilinear": no
+    parameters, ``F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)``.
+    mode="learned": ``self.deconv = nn.ConvTranspose2d(channels, channels, 2*factor - factor % 2,
+    stride=factor, padding=factor // 2, bias=False)`` whose weight (channels, channels, k, k)
+    starts as ``bilinear_kernel(channels, factor)`` and is trainable; state_dict keys:
+    ``deconv.weight`` only; forward returns ``self.deconv(x)``. Run on the CPU with the
+    reference's random weights loaded.
+    """
+
+
+CHECKS = (check_conv_transpose2d, check_Upsample)
