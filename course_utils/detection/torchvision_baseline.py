@@ -96,36 +96,17 @@ def torchvision_detector_options(
     return backbone, options
 
 
-def torchvision_faster_rcnn(
-    classifier: nn.Module,
-    *,
-    image_size: int = 128,
-    anchor_sizes: Sequence[float] = (16, 32, 64),
-    aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
-    rpn: RPNSettings = RPNSettings(),
-    rois_per_image: int = 64,
-    score_threshold: float = 0.01,
-    nms_threshold: float = 0.3,
-    max_detections: int = 100,
-) -> TorchvisionFasterRCNN:
+def torchvision_faster_rcnn(classifier: nn.Module, **settings) -> TorchvisionFasterRCNN:
     """``torchvision.models.detection.FasterRCNN`` on the crop classifier's trunk.
 
     The trunk is :func:`~course_utils.detection.fast_rcnn.trunk_from_classifier`'s (a copy, frozen
     BatchNorm); RoIAlign pools to the grid the classifier's linear layer expects, which becomes the
     classification layer (a new box regressor beside it), as ``FastRCNN.from_classifier`` does.
-    The RPN and the RoI sampling use ``rpn`` and ``rois_per_image`` (25 % positives).
+    ``settings`` are :func:`torchvision_detector_options`' keyword arguments: the image size, the
+    anchors, the RPN (``rpn``) and the RoI sampling (``rois_per_image``, 25 % positives), the
+    detections' score and NMS thresholds and their number per image.
     """
-    backbone, options = torchvision_detector_options(
-        classifier,
-        image_size=image_size,
-        anchor_sizes=anchor_sizes,
-        aspect_ratios=aspect_ratios,
-        rpn=rpn,
-        rois_per_image=rois_per_image,
-        score_threshold=score_threshold,
-        nms_threshold=nms_threshold,
-        max_detections=max_detections,
-    )
+    backbone, options = torchvision_detector_options(classifier, **settings)
     model = TorchvisionFasterRCNN(backbone, num_classes=None, **options)
     return model.to(options["box_predictor"].cls_score.weight.device)
 

@@ -16,7 +16,6 @@ branches, *soft* mask targets cut with ``aligned=False``, no context around the 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
 
 from torch import nn
 from torchvision.models.detection import MaskRCNN as TorchvisionMaskRCNN
@@ -24,7 +23,6 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops import MultiScaleRoIAlign
 
 from course_utils.core.validate import check_int
-from course_utils.detection.faster_rcnn import RPNSettings
 from course_utils.detection.torchvision_baseline import torchvision_detector_options
 
 __all__ = ["torchvision_mask_head", "torchvision_mask_rcnn"]
@@ -71,40 +69,21 @@ def torchvision_mask_head(mask_head: nn.Module) -> tuple[MaskRCNNHeads, MaskRCNN
 
 
 def torchvision_mask_rcnn(
-    classifier: nn.Module,
-    *,
-    mask_head: nn.Module,
-    mask_pooled_size: int = 8,
-    image_size: int = 128,
-    anchor_sizes: Sequence[float] = (16, 32, 64),
-    aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
-    rpn: RPNSettings = RPNSettings(),
-    rois_per_image: int = 64,
-    score_threshold: float = 0.01,
-    nms_threshold: float = 0.3,
-    max_detections: int = 100,
+    classifier: nn.Module, *, mask_head: nn.Module, mask_pooled_size: int = 8, **settings
 ) -> TorchvisionMaskRCNN:
     """``torchvision.models.detection.MaskRCNN`` on the crop classifier's trunk.
 
     Everything but the mask branch is :func:`~course_utils.detection.torchvision_baseline.
-    torchvision_faster_rcnn`'s (same arguments). The mask branch pools each RoI to
+    torchvision_faster_rcnn`'s: ``settings`` are its keyword arguments (``image_size``,
+    ``anchor_sizes``, ``aspect_ratios``, ``rpn``, ``rois_per_image``, ``score_threshold``,
+    ``nms_threshold``, ``max_detections``). The mask branch pools each RoI to
     ``mask_pooled_size`` x ``mask_pooled_size`` with RoIAlign (sampling ratio 2) and runs
     :func:`torchvision_mask_head` (copies of ``mask_head``'s weights), so both detectors start
     from the same mask head. Images are neither resized nor normalised.
     """
     size = check_int(mask_pooled_size, "mask_pooled_size")
     heads, predictor = torchvision_mask_head(mask_head)
-    backbone, options = torchvision_detector_options(
-        classifier,
-        image_size=image_size,
-        anchor_sizes=anchor_sizes,
-        aspect_ratios=aspect_ratios,
-        rpn=rpn,
-        rois_per_image=rois_per_image,
-        score_threshold=score_threshold,
-        nms_threshold=nms_threshold,
-        max_detections=max_detections,
-    )
+    backbone, options = torchvision_detector_options(classifier, **settings)
     model = TorchvisionMaskRCNN(
         backbone,
         num_classes=None,

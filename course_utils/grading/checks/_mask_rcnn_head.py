@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_utils.grading.checks._unet_cases import call_module, gradient_problem, random_weights
-from course_utils.grading.compare import describe, not_a_tensor_problem
+from course_utils.grading.checks._unet_cases import outputs_and_gradients_problem, random_weights
+from course_utils.grading.compare import describe
 from course_utils.grading.runner import Case
 
 __all__ = ["compare_mask_head"]
@@ -182,36 +182,22 @@ def _variant_problem(got: torch.Tensor, expected: nn.Module, x: torch.Tensor) ->
 
 
 def _output_problem(got: nn.Module, expected: nn.Module, x: torch.Tensor) -> str | None:
-    upstream = torch.randn(expected(x).shape, generator=torch.Generator().manual_seed(_SEED))
-    wanted_input = x.clone().requires_grad_(True)
-    want = expected(wanted_input)
-    want.backward(upstream)
-    mine = x.clone().requires_grad_(True)
-    try:
-        output = call_module(got, "MaskHead", mine)
-    except NotImplementedError:
-        raise
-    except Exception as error:
-        return f"forward raised {type(error).__name__} on x of shape {tuple(x.shape)}: {error}"
-    problem = not_a_tensor_problem(output)
-    if problem:
-        return problem
-    if output.shape != want.shape:
-        return (
-            f"on x of shape {tuple(x.shape)} the output has shape {tuple(output.shape)}, expected "
-            f"{tuple(want.shape)}: (P, num_classes, 2S, 2S'), one mask per class at twice the "
-            "RoI's resolution."
-        )
-    if not torch.allclose(output, want, rtol=1e-4, atol=1e-5):
+    def values_problem(output: torch.Tensor, want: torch.Tensor) -> str:
         return _variant_problem(output.detach(), expected, x) or (
             f"outputs differ from the reference's with the same weights (largest difference "
             f"{float((output - want).abs().max()):.4g}): forward returns "
             "self.predictor(F.relu(self.upsample(self.convs(x))))."
         )
-    if not output.requires_grad:
-        return "the output has no gradient: no torch.no_grad() or .detach() in forward."
-    output.backward(upstream)
-    return gradient_problem([("x", mine, wanted_input)], f"x of shape {tuple(x.shape)}")
+
+    return outputs_and_gradients_problem(
+        got,
+        expected,
+        x,
+        name="MaskHead",
+        seed=_SEED,
+        shape_hint="(P, num_classes, 2S, 2S'), one mask per class at twice the RoI's resolution.",
+        values_problem=values_problem,
+    )
 
 
 def compare_mask_head(got: Any, expected: nn.Module, case: Case) -> str | None:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from course_utils.grading.compare import not_a_tensor_problem
 from course_utils.grading.runner import Case
 
 __all__ = [
@@ -187,3 +188,45 @@ def gradient_problem(
                 "in forward."
             )
     return None
+
+
+def outputs_and_gradients_problem(
+    got: nn.Module,
+    expected: nn.Module,
+    x: torch.Tensor,
+    *,
+    name: str,
+    seed: int,
+    shape_hint: str,
+    values_problem: Callable[[torch.Tensor, torch.Tensor], str],
+) -> str | None:
+    """Run both modules (same weights already loaded) on copies of ``x``: the student's output
+    must have the reference's shape (else the message ends with ``shape_hint``), its values
+    (else ``values_problem(output, want)``), and a gradient with respect to ``x`` equal to the
+    reference's for the same seeded upstream gradient."""
+    where = f"x of shape {tuple(x.shape)}"
+    upstream = torch.randn(expected(x).shape, generator=torch.Generator().manual_seed(seed))
+    wanted_input = x.clone().requires_grad_(True)
+    want = expected(wanted_input)
+    want.backward(upstream)
+    mine = x.clone().requires_grad_(True)
+    try:
+        output = call_module(got, name, mine)
+    except NotImplementedError:
+        raise
+    except Exception as error:
+        return f"forward raised {type(error).__name__} on {where}: {error}"
+    problem = not_a_tensor_problem(output)
+    if problem:
+        return problem
+    if output.shape != want.shape:
+        return (
+            f"on {where} the output has shape {tuple(output.shape)}, expected "
+            f"{tuple(want.shape)}: {shape_hint}"
+        )
+    if not torch.allclose(output, want, rtol=1e-4, atol=1e-5):
+        return values_problem(output, want)
+    if not output.requires_grad:
+        return "the output has no gradient: no torch.no_grad() or .detach() in forward."
+    output.backward(upstream)
+    return gradient_problem([("x", mine, wanted_input)], where)

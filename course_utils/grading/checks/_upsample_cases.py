@@ -21,11 +21,10 @@ from torch import nn
 
 from course_utils.grading.checks._unet_cases import (
     ModuleCase,
-    call_module,
-    gradient_problem,
+    outputs_and_gradients_problem,
     random_weights,
 )
-from course_utils.grading.compare import describe, not_a_tensor_problem
+from course_utils.grading.compare import describe
 from course_utils.grading.runner import Case
 from course_utils.segmentation.upsampling import bilinear_kernel
 
@@ -327,37 +326,24 @@ def _variant_problem(got: torch.Tensor, x: torch.Tensor, factor: int, mode: str)
 
 def _output_problem(got: nn.Module, expected: nn.Module, x: torch.Tensor, case: Case) -> str | None:
     _, factor, mode = case.args
-    where = f"x of shape {tuple(x.shape)}"
-    upstream = torch.randn(expected(x).shape, generator=torch.Generator().manual_seed(_SEED))
-    wanted_input = x.clone().requires_grad_(True)
-    want = expected(wanted_input)
-    want.backward(upstream)
-    mine = x.clone().requires_grad_(True)
-    try:
-        output = call_module(got, "Upsample", mine)
-    except NotImplementedError:
-        raise
-    except Exception as error:
-        return f"forward raised {type(error).__name__} on {where}: {error}"
-    problem = not_a_tensor_problem(output)
-    if problem:
-        return problem
-    if output.shape != want.shape:
-        return (
-            f"on {where} the output has shape {tuple(output.shape)}, expected "
-            f"{tuple(want.shape)}: (B, C, factor * h, factor * w) with factor = {factor}."
-        )
-    if not torch.allclose(output, want, rtol=1e-4, atol=1e-5):
+
+    def values_problem(output: torch.Tensor, want: torch.Tensor) -> str:
         return _variant_problem(output.detach(), x, factor, mode) or (
             f"outputs differ from the reference's with the same weights (largest difference "
             f"{float((output - want).abs().max()):.4g}): forward returns x for factor = 1, "
             "self.deconv(x) for mode='learned', F.interpolate(x, scale_factor=factor, "
             "mode='bilinear', align_corners=False) for mode='bilinear'."
         )
-    if not output.requires_grad:
-        return "the output has no gradient: no torch.no_grad() or .detach() in forward."
-    output.backward(upstream)
-    return gradient_problem([("x", mine, wanted_input)], where)
+
+    return outputs_and_gradients_problem(
+        got,
+        expected,
+        x,
+        name="Upsample",
+        seed=_SEED,
+        shape_hint=f"(B, C, factor * h, factor * w) with factor = {factor}.",
+        values_problem=values_problem,
+    )
 
 
 def compare_upsample(got: Any, expected: nn.Module, case: Case) -> str | None:
