@@ -194,7 +194,7 @@ def _unit_outline(rng: np.random.Generator, shape: str) -> np.ndarray:
 def _place(
     outline: np.ndarray, center: np.ndarray, size: float, aspect: float, angle: float
 ) -> np.ndarray:
-    """Stretch (1 x 1/aspect), rotate, scale to ``size`` (longest extent) and move to
+    """Stretch (1 x 1/aspect), rotate, scale the unit circle to diameter ``size`` and move to
     ``center`` (row, col): unit outline (K, 2) x/y -> polygon (K, 2) (row, col)."""
     stretched = outline * np.array([1.0, 1.0 / aspect])
     cos, sin = np.cos(angle), np.sin(angle)

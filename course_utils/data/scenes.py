@@ -79,7 +79,8 @@ class SceneConfig:
     """Everything that controls how hard the scenes are (immutable, hashable).
 
     Sizes are in pixels of a ``size`` x ``size`` image; ``None`` object sizes scale the
-    default 14..56 px (at 128 px) with ``size``. An object's size is its longest extent.
+    default 14..56 px (at 128 px) with ``size``. An object's size is the diameter of the circle
+    its shape is drawn in: a disk's longest extent, an upper bound for a triangle's or a star's.
     ``thing_texture_strength`` (0..1) is how far a textured surface's second colour is
     from its first (1: an independent random colour, which breaks silhouettes up);
     ``texture_contrast`` scales the stuff photographs' contrast; ``random_stuff_color``

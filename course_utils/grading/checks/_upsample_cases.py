@@ -45,16 +45,16 @@ _WHY = {
     "padding": _SIZE_WHY,
     "output_padding": _SIZE_WHY + " with no output_padding",
     "dilation": "the tent's taps are neighbours (dilation 1)",
-    "groups": "bilinear_kernel(channels, factor) is a full (channels, channels, k, k) weight, zero "
-    "off the diagonal",
+    "groups": "upsampling.bilinear_kernel(channels, factor) is a full (channels, channels, k, k) "
+    "weight, zero off the diagonal",
 }
 _HINT = (
     "Upsample(channels, factor, mode='bilinear'): factor = 1 -> the identity (no parameters, "
     "forward returns x); mode='bilinear' -> no parameters, forward returns F.interpolate(x, "
     "scale_factor=factor, mode='bilinear', align_corners=False); mode='learned' -> self.deconv = "
     + _SPEC
-    + " with its weight copied from bilinear_kernel(channels, factor) (under torch.no_grad(), "
-    "still trainable), forward returns self.deconv(x)."
+    + " with its weight copied from upsampling.bilinear_kernel(channels, factor) (under "
+    "torch.no_grad(), still trainable), forward returns self.deconv(x)."
 )
 
 
@@ -73,7 +73,8 @@ def upsample_cases() -> list[Case]:
             "Upsample(3, 2, 'learned'): a transposed convolution, kernel 4, stride 2, padding 1",
             (3, 2, "learned"),
             "Build the layer in __init__ and copy the bilinear weights into it: with "
-            "torch.no_grad(): self.deconv.weight.copy_(bilinear_kernel(channels, factor)).",
+            "torch.no_grad(): self.deconv.weight.copy_(upsampling.bilinear_kernel(channels, "
+            "factor)).",
         ),
         (
             "Upsample(4, 4, 'learned'): kernel 8, stride 4, padding 2",
@@ -89,8 +90,8 @@ def upsample_cases() -> list[Case]:
         (
             "Upsample(5, 8, 'learned'): a large factor, kernel 16, stride 8, padding 4",
             (5, 8, "learned"),
-            "bilinear_kernel(5, 8) is diagonal: each of the 5 channels up-samples itself, no "
-            "channel mixes into another at the start.",
+            "upsampling.bilinear_kernel(5, 8) is diagonal: each of the 5 channels up-samples "
+            "itself, no channel mixes into another at the start.",
         ),
         (
             "Upsample(3, 1, 'learned'): factor 1 is the identity, also when learned",
@@ -143,7 +144,7 @@ def _keys_problem(got: nn.Module, factor: int, mode: str) -> str | None:
     if not keys:
         return (
             "mode='learned' has no parameters: it learns its up-sampling, self.deconv = "
-            f"{_SPEC} initialised with bilinear_kernel(channels, factor), not a fixed "
+            f"{_SPEC} initialised with upsampling.bilinear_kernel(channels, factor), not a fixed "
             "F.interpolate."
         )
     if keys == ["deconv.weight"]:
@@ -216,8 +217,8 @@ def _init_problem(weight: torch.Tensor, channels: int, factor: int) -> str | Non
             return (
                 "self.deconv.weight is PyTorch's default random initialisation (uniform in "
                 f"±1/sqrt(fan_in) = ±{bound:.3g}), not bilinear up-sampling: copy "
-                "bilinear_kernel(channels, factor) into it (with torch.no_grad(): "
-                "self.deconv.weight.copy_(bilinear_kernel(channels, factor)))."
+                "upsampling.bilinear_kernel(channels, factor) into it (with torch.no_grad(): "
+                "self.deconv.weight.copy_(upsampling.bilinear_kernel(channels, factor)))."
             )
         if float(off.abs().max()) > 1e-6:
             if torch.allclose(values, want[0, 0].expand_as(values), rtol=1e-5, atol=1e-6):
