@@ -89,40 +89,15 @@ def _matched_gt(rois: torch.Tensor, labels: torch.Tensor, gt: torch.Tensor) -> t
     return matched
 
 
-def faster_rcnn_training_loss(
-    model: FasterRCNN,
-    batch,
-    *,
-    rois_per_image: int = 64,
-    positive_fraction: float = 0.25,
-    fg_threshold: float = 0.5,
-    bg_threshold: float = 0.0,
-    box_loss: Callable[..., torch.Tensor] | None = None,
-    match_fn: Callable[..., torch.Tensor] | None = None,
-) -> dict[str, torch.Tensor]:
-    """``loss_fn`` for the shared loop: the RPN's two losses and the Fast R-CNN head's two.
-
-    ``batch = (images, targets)`` (:class:`MirroredScenes`, ``datasets.detection_collate``). The
-    RoIs of the head are sampled from the RPN's training proposals plus the ground truth
-    (``fast_rcnn_training.sample_rois``: ``rois_per_image``, ``positive_fraction``, IoU >=
-    ``fg_threshold`` foreground, [``bg_threshold``, ``fg_threshold``) background). ``box_loss``
-    replaces the head's smooth L1 (``fast_rcnn_training.fast_rcnn_loss``), ``match_fn`` the anchor
-    matching (``anchors.match_anchors``): a notebook passes the student's own.
+def faster_rcnn_training_loss(model: FasterRCNN, batch, **options) -> dict[str, torch.Tensor]:
+    """``loss_fn`` for the shared loop: the RPN's two losses and the Fast R-CNN head's two,
+    ``faster_rcnn_training_parts(model, batch, **options)[0]`` (its arguments).
 
     Returns:
         ``{"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}``,
         torchvision's names.
     """
-    return faster_rcnn_training_parts(
-        model,
-        batch,
-        rois_per_image=rois_per_image,
-        positive_fraction=positive_fraction,
-        fg_threshold=fg_threshold,
-        bg_threshold=bg_threshold,
-        box_loss=box_loss,
-        match_fn=match_fn,
-    )[0]
+    return faster_rcnn_training_parts(model, batch, **options)[0]
 
 
 def faster_rcnn_training_parts(
@@ -136,9 +111,20 @@ def faster_rcnn_training_parts(
     box_loss: Callable[..., torch.Tensor] | None = None,
     match_fn: Callable[..., torch.Tensor] | None = None,
 ) -> tuple[dict[str, torch.Tensor], TrainingRoIs]:
-    """:func:`faster_rcnn_training_loss` (same arguments, same losses, same random draws) and the
-    :class:`TrainingRoIs` it sampled, so that another head (Mask R-CNN's) trains on the same
-    features and RoIs."""
+    """Faster R-CNN's four training losses and the :class:`TrainingRoIs` they sampled, so that
+    another head (Mask R-CNN's) trains on the same features and RoIs.
+
+    ``batch = (images, targets)`` (:class:`MirroredScenes`, ``datasets.detection_collate``). The
+    RoIs of the head are sampled from the RPN's training proposals plus the ground truth
+    (``fast_rcnn_training.sample_rois``: ``rois_per_image``, ``positive_fraction``, IoU >=
+    ``fg_threshold`` foreground, [``bg_threshold``, ``fg_threshold``) background). ``box_loss``
+    replaces the head's smooth L1 (``fast_rcnn_training.fast_rcnn_loss``), ``match_fn`` the anchor
+    matching (``anchors.match_anchors``): a notebook passes the student's own.
+
+    Returns:
+        ``(losses, rois)``: the losses as :func:`faster_rcnn_training_loss` returns them, and the
+        :class:`TrainingRoIs`.
+    """
     images, targets = batch
     features = model.fast.feature_map(images)
     objectness, deltas = model.rpn_outputs(features)
