@@ -39,9 +39,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-# The course's benchmark: runtime, peak memory and recorded numbers of every notebook.
+# The course's benchmark: runtime, peak memory and recorded numbers of every notebook, and the
+# course-wide detection and segmentation tables (build/tables.md, copied into README.md).
 report: install
-	$(BIN)/python -m course_utils.instructor.report --notebooks notebooks --out build
+	$(BIN)/python -m course_utils.instructor.report --notebooks notebooks --out build \
+		--readme README.md
 
 # The student version of every notebook (solutions stubbed, outputs cleared) into release/, after
 # stamping pyproject's [project.urls] Repository into every set-up cell and Colab badge.

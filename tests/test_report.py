@@ -18,6 +18,8 @@ import json, os
 from course_utils.core.results import record
 record("tiny_ok", "accuracy", 0.5, "%")
 record("tiny_ok", "speed-up", 3.25, "x")
+from course_utils.core.results import record_row
+record_row("detection", "Tiny detector", "tiny_ok", AP50=0.5, AP=-1.0, params=1234)
 checkpoints = os.environ["COURSE_CHECKPOINT_DIR"]
 files = os.listdir(checkpoints) if os.path.isdir(checkpoints) else []
 print(json.dumps({"cwd": os.getcwd(), "results": os.environ["COURSE_RESULTS_DIR"],
@@ -68,6 +70,7 @@ def finished(tmp_path_factory):
         "summary": summary,
         "runs": runs,
         "markdown": (out / "report.md").read_text(),
+        "tables": (out / "tables.md").read_text(),
     }
 
 
@@ -104,7 +107,8 @@ def test_recorded_results_are_gathered_per_notebook_and_stale_ones_dropped(finis
 def test_markdown_has_one_table_row_per_notebook(finished):
     lines = finished["markdown"].splitlines()
     header = lines.index("| notebook | status | runtime s | peak MB | recorded results |")
-    rows = [line for line in lines[header + 2 :] if line.startswith("|")]
+    end = lines.index("## Course-wide tables")
+    rows = [line for line in lines[header + 2 : end] if line.startswith("|")]
     assert len(rows) == 2
     ok_row = next(row for row in rows if row.startswith("| tiny_ok "))
     fail_row = next(row for row in rows if row.startswith("| tiny_fail "))
@@ -275,3 +279,38 @@ def test_importing_the_report_needs_no_notebook_tooling():
     )
     assert completed.returncode == 0, completed.stderr
     assert "--strict-budget" in completed.stdout
+
+
+def test_the_course_wide_tables_hold_the_recorded_rows(finished):
+    row = next(line for line in finished["tables"].splitlines() if "Tiny detector" in line)
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[:4] == ["Tiny detector", "`tiny_ok`", "0.500", "–"]  # AP -1: "–"
+    assert cells[-1] == "1,234"
+    assert "(no rows recorded)" in finished["tables"]  # nobody recorded a segmentation row
+    assert finished["tables"] in finished["markdown"]
+    assert finished["summary"]["tables"]["detection"][0]["method"] == "Tiny detector"
+
+
+def test_main_updates_the_readme_only_when_every_notebook_ran(tmp_path, monkeypatch):
+    from course_utils.instructor import tables
+
+    def fake_run(path, executed_path, results_dir, timeout, kernel_name):
+        status = "failed" if "bad" in Path(path).name else "ok"
+        return execution.NotebookRun(Path(path).stem, str(path), status, runtime_s=1.0)
+
+    monkeypatch.setattr(report, "run_notebook", fake_run)
+    monkeypatch.setattr(report, "_environment_line", lambda: "a test machine")
+    readme = tmp_path / "README.md"
+    original = f"# Course\n\n{tables.BEGIN_MARKER}\nold\n{tables.END_MARKER}\nafter\n"
+    readme.write_text(original)
+    good, bad = tmp_path / "good.ipynb", tmp_path / "bad.ipynb"
+    for path in (good, bad):
+        nbformat.write(new_notebook(cells=[]), path)
+    out = str(tmp_path / "out")
+    args = ["--out", out, "--readme", str(readme)]
+    assert report.main(["--notebooks", str(good), str(bad), *args]) == 1
+    assert readme.read_text() == original
+    assert report.main(["--notebooks", str(good), *args]) == 0
+    text = readme.read_text()
+    assert "old" not in text and text.endswith(f"{tables.END_MARKER}\nafter\n")
+    assert "a test machine" in text and "#### Detection" in text

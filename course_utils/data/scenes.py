@@ -117,6 +117,14 @@ class SceneConfig:
         high = self.max_object_size if self.max_object_size is not None else 56.0 * self.size / 128
         return float(low), float(high)
 
+    def object_area_bins(self) -> tuple[float, float]:
+        """``(small_below, large_above)``: the object areas in square pixels (mask pixels) under
+        which an object counts as *small* and over which it counts as *large*, for AP_small and
+        AP_large. COCO's 32² and 96² are meant for 640-pixel photographs, where almost every
+        object of our 128-pixel scenes would be "small"; ours are 12² and 24² at 128 px
+        (scaled with ``size``): about a quarter of the objects fall in each outer bin."""
+        return (12.0 * self.size / 128) ** 2, (24.0 * self.size / 128) ** 2
+
     def to_dict(self) -> dict:
         """The configuration as a plain JSON-able dict."""
         return dataclasses.asdict(self)

@@ -10,11 +10,15 @@ folder; at most ``--timeout`` seconds per cell) with
 * ``COURSE_CHECKPOINT_DIR`` set to a fresh, empty temporary folder, so training always
   runs and is timed, never loaded from an old checkpoint;
 * ``COURSE_RESULTS_DIR=<out>/results`` (emptied first), where the notebook records its
-  headline numbers with :func:`course_utils.core.results.record`.
+  headline numbers with :func:`course_utils.core.results.record` and its methods' rows of the
+  course-wide tables with :func:`course_utils.core.results.record_row`.
 
 Written under ``<out>``: ``executed/<notebook>.ipynb`` (the run, outputs included),
 ``report.md`` (one Markdown table: notebook, status, runtime, peak memory and the
-recorded numbers) and ``report.json`` (the same, for tools). Running and measuring one
+recorded numbers), ``tables.md`` (the course-wide detection and segmentation tables,
+:mod:`course_utils.instructor.tables`) and ``report.json`` (all of it, for tools). With
+``--readme README.md`` (as ``make report`` does) the tables also replace README's, when every
+notebook ran. Running and measuring one
 notebook (runtime of the cells, kernel start excluded; the kernel's peak resident set
 size) is :func:`course_utils.instructor.execution.run_notebook`; this module finds the
 notebooks, runs them one after the other and writes the table. Notebooks over the budget
@@ -34,8 +38,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from course_utils.core.paths import repo_root
-from course_utils.core.results import load_all
+from course_utils.core.results import load_all, load_rows
 from course_utils.instructor.execution import CELL_TIMEOUT, NotebookRun, run_notebook
+from course_utils.instructor.tables import format_tables, update_readme
 
 __all__ = [
     "BUDGET_MB",
@@ -237,7 +242,11 @@ def run_report(
         owner = by_name.get(str(entry.get("notebook")))
         (owner.results if owner is not None else others).append(entry)
     environment = _environment_line()
-    (out / "report.md").write_text(format_markdown(runs, others, budget_s, budget_mb, environment))
+    rows = load_rows(results_dir)
+    tables = format_tables(rows, environment)
+    (out / "tables.md").write_text(tables)
+    report_text = format_markdown(runs, others, budget_s, budget_mb, environment)
+    (out / "report.md").write_text(f"{report_text}\n## Course-wide tables\n\n{tables}")
     summary = {
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "environment": environment,
@@ -245,6 +254,7 @@ def run_report(
         "ok": all(run.status == "ok" for run in runs),
         "notebooks": [asdict(run) for run in runs],
         "other_results": others,
+        "tables": rows,
     }
     (out / "report.json").write_text(json.dumps(summary, indent=1))
     return runs, others
@@ -284,6 +294,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--kernel", default="python3", help="Jupyter kernel name (default: python3)"
     )
+    parser.add_argument(
+        "--readme",
+        default=None,
+        help="a README whose course-tables markers get the new tables (only when every "
+        "notebook ran)",
+    )
     return parser
 
 
@@ -301,8 +317,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         notebooks, Path(args.out), args.budget_seconds, args.budget_mb, args.timeout, args.kernel
     )
     out = Path(args.out)
-    print(f"wrote {out / 'report.md'} and {out / 'report.json'}")
+    print(f"wrote {out / 'report.md'}, {out / 'tables.md'} and {out / 'report.json'}")
     failed = [run.notebook for run in runs if run.status != "ok"]
+    if args.readme and not failed:
+        try:
+            changed = update_readme(args.readme, (out / "tables.md").read_text())
+        except (OSError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"{'updated' if changed else 'unchanged'}: the course-wide tables in {args.readme}")
+    elif args.readme:
+        print(f"{args.readme} left as it was: a notebook failed", file=sys.stderr)
     flagged = [run.notebook for run in runs if run.over_budget]
     if failed:
         print(f"FAILED: {', '.join(failed)}", file=sys.stderr)

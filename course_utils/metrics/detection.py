@@ -32,8 +32,9 @@ from course_utils.core.validate import (
     check_target,
 )
 from course_utils.data.datasets import detection_collate
+from course_utils.data.scenes import SceneConfig
 
-__all__ = ["COCO_METRICS", "detection_ap", "evaluate_detector"]
+__all__ = ["COCO_METRICS", "detection_ap", "evaluate_detector", "scene_size_ap"]
 
 #: The names of ``COCOeval.stats``, in order.
 COCO_METRICS = (
@@ -266,8 +267,28 @@ def _coco_results(predictions: list[dict], iou_type: str) -> list[dict]:
     return results
 
 
+def _check_area_bins(area_bins) -> tuple[float, float] | None:
+    """``None`` or ``(small_below, large_above)`` as floats with 0 < small_below <= large_above."""
+    if area_bins is None:
+        return None
+    if not isinstance(area_bins, (tuple, list)) or len(area_bins) != 2:
+        raise ValueError(
+            "area_bins must be None or (small_below, large_above) in square pixels, "
+            f"got {area_bins!r}"
+        )
+    small, large = (float(check_number(value, "area_bins")) for value in area_bins)
+    if not 0 < small <= large:
+        raise ValueError(
+            f"area_bins must satisfy 0 < small_below <= large_above, got ({small:g}, {large:g})"
+        )
+    return small, large
+
+
 def detection_ap(
-    predictions: Sequence[Mapping], targets: Sequence[Mapping], iou_type: str = "bbox"
+    predictions: Sequence[Mapping],
+    targets: Sequence[Mapping],
+    iou_type: str = "bbox",
+    area_bins: tuple[float, float] | None = None,
 ) -> dict:
     """COCO average precision and recall of detections, computed by pycocotools' ``COCOeval``.
 
@@ -288,7 +309,11 @@ def detection_ap(
         smaller than 32x32 pixels; everything when no image has an object). An image with
         no objects still counts: its detections are false positives. Object areas (for
         s/m/l) are the mask areas when targets have masks, else the box areas.
+
+    ``area_bins=(small_below, large_above)`` replaces COCO's size bins (32², 96² square
+    pixels) for APs/APm/APl and ARs/ARm/ARl, e.g. ``SceneConfig().object_area_bins()``.
     """
+    bins = _check_area_bins(area_bins)
     predictions, targets, sizes = _check_inputs(predictions, targets, iou_type)
     categories = sorted(
         {int(label) for item in (*targets, *predictions) for label in item["labels"].tolist()}
@@ -307,10 +332,32 @@ def detection_ap(
             }
             detections.createIndex()
         evaluation = COCOeval(ground_truth, detections, iou_type)
+        if bins is not None:
+            small, large = bins
+            evaluation.params.areaRng = [[0, 1e10], [0, small], [small, large], [large, 1e10]]
         evaluation.evaluate()
         evaluation.accumulate()
         evaluation.summarize()
     return {name: float(value) for name, value in zip(COCO_METRICS, evaluation.stats)}
+
+
+def scene_size_ap(
+    predictions: Sequence[Mapping], targets: Sequence[Mapping], iou_type: str = "bbox"
+) -> dict:
+    """The course-wide detection table's scores: ``{"AP50", "AP", "AP_small", "AP_large"}``.
+
+    :func:`detection_ap` with the scenes' size bins (``SceneConfig().object_area_bins()``:
+    small under 12² mask pixels, large over 24²), not COCO's (32², 96²), under which no object
+    of a 128-pixel scene is large. Same arguments as :func:`detection_ap`; a bin without
+    objects gives -1.
+    """
+    scores = detection_ap(predictions, targets, iou_type, SceneConfig().object_area_bins())
+    return {
+        "AP50": scores["AP50"],
+        "AP": scores["AP"],
+        "AP_small": scores["APs"],
+        "AP_large": scores["APl"],
+    }
 
 
 def _cpu_prediction(output: Mapping, score_threshold: float) -> dict:

@@ -1,4 +1,5 @@
-"""Speed: :func:`time_per_image`, the median milliseconds per image of a batched call."""
+"""Speed: :func:`time_per_image`, the median milliseconds per image of a batched call, and
+:func:`one_image_ms`, one image at a time on one thread (the course-wide tables' protocol)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from time import perf_counter
 
 import torch
 
-from course_utils.core.device import pick_device, synchronize
+from course_utils.core.device import one_thread, pick_device, synchronize
 from course_utils.core.tensors import to_device
 from course_utils.core.validate import check_int
 
-__all__ = ["time_per_image"]
+__all__ = ["one_image_ms", "time_per_image"]
 
 
 def _first_device(images) -> torch.device:
@@ -74,3 +75,38 @@ def time_per_image(
             seconds.append(perf_counter() - started)
     median = max(statistics.median(seconds), 1e-9)
     return {"ms_per_image": 1000.0 * median / count, "images_per_s": count / median}
+
+
+def one_image_ms(fn: Callable, images, passes: int = 3) -> float:
+    """Milliseconds per image of ``fn(image)`` called on one image at a time: the fastest of
+    ``passes`` passes over ``images`` (after one untimed call).
+
+    ``images``: a (B, C, H, W) tensor or a list of CHW tensors; ``fn`` takes one CHW image
+    (wrap a model: ``lambda image: model(image[None])``, a detector:
+    ``lambda image: detector([image])``). Runs under ``torch.no_grad()`` and, on the CPU, on one
+    thread (``core.device.one_thread``): a steady figure that measures the method's work, the
+    protocol of the course-wide tables. Put the model in eval mode first.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable on one CHW image, got {type(fn).__name__}")
+    if isinstance(images, torch.Tensor):
+        if images.ndim != 4 or images.shape[0] == 0:
+            raise ValueError(
+                f"images must be a (B, C, H, W) batch with B >= 1, got shape {tuple(images.shape)}"
+            )
+        images = list(images)
+    elif not isinstance(images, (list, tuple)) or not images:
+        raise TypeError("images must be a (B, C, H, W) tensor or a non-empty list of CHW tensors")
+    check_int(passes, "passes")
+    device = _first_device(images)
+    best = float("inf")
+    with torch.no_grad(), one_thread():
+        fn(images[0])
+        for _ in range(passes):
+            synchronize(device)
+            started = perf_counter()
+            for image in images:
+                fn(image)
+            synchronize(device)
+            best = min(best, perf_counter() - started)
+    return 1000.0 * best / len(images)
