@@ -144,7 +144,18 @@ def test_format_tables_shows_missing_values_and_coco_minus_one_as_a_dash():
     text = tables.format_tables(rows, "a laptop")
     row = next(line for line in text.splitlines() if line.startswith("| R-CNN"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
-    assert cells == ["R-CNN", "`03_rcnn`", "0.512", "0.200", "–", "–", "812", "12.3", "123,456"]
+    assert cells == [
+        "R-CNN",
+        "`03_rcnn`",
+        "0.512",
+        "0.200",
+        "–",
+        "–",
+        "812",
+        "12.3",
+        "123,456",
+        "–",
+    ]
     assert text.startswith("Measured by `make report` on: a laptop.")
     assert "(no rows recorded)" in text  # the empty segmentation table
 

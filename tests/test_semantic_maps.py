@@ -65,3 +65,29 @@ def test_boundary_mask_rejects_bad_input():
         semantic_maps.boundary_mask(semantic, width=0)
     with pytest.raises(TypeError, match="width"):
         semantic_maps.boundary_mask(semantic, width=1.5)
+
+
+def test_boundary_accuracy_scores_only_the_pixels_near_an_edge():
+    semantic = torch.zeros(8, 8, dtype=torch.int64)
+    semantic[:, 4:] = 1  # one vertical edge between columns 3 and 4
+    assert semantic_maps.boundary_accuracy(semantic.clone(), semantic, width=1) == 1.0
+    far_wrong = semantic.clone()
+    far_wrong[:, 0] = 1  # wrong, but 3 pixels from the edge
+    assert semantic_maps.boundary_accuracy(far_wrong, semantic, width=1) == 1.0
+    near_wrong = semantic.clone()
+    near_wrong[:, 3] = 1  # wrong on one of the 2 columns within 1 pixel of the edge (3 and 4)
+    assert semantic_maps.boundary_accuracy(near_wrong, semantic, width=1) == pytest.approx(0.5)
+    ignored = semantic.clone()
+    ignored[:, 3] = 255  # the wrong column, ignored: not counted
+    assert semantic_maps.boundary_accuracy(near_wrong, ignored, width=1) == 1.0
+
+
+def test_boundary_accuracy_rejects_what_it_cannot_score():
+    semantic = torch.zeros(8, 8, dtype=torch.int64)
+    semantic[:, 4:] = 1
+    with pytest.raises(ValueError, match="same"):
+        semantic_maps.boundary_accuracy(semantic[None], semantic)
+    with pytest.raises(TypeError, match="class ids"):
+        semantic_maps.boundary_accuracy(semantic.float(), semantic)
+    with pytest.raises(ValueError, match="no class boundary"):
+        semantic_maps.boundary_accuracy(semantic, torch.zeros_like(semantic))

@@ -20,8 +20,17 @@ from course_utils.core.paths import results_dir
 
 #: The columns of each course-wide table, in order (a row may leave a column out: "–").
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "detection": ("AP50", "AP", "AP_small", "AP_large", "ms_per_image", "train_s", "params"),
-    "segmentation": ("mIoU", "boundary", "ms_per_image", "train_s", "params"),
+    "detection": (
+        "AP50",
+        "AP",
+        "AP_small",
+        "AP_large",
+        "ms_per_image",
+        "train_s",
+        "params",
+        "val_scenes",
+    ),
+    "segmentation": ("mIoU", "boundary", "ms_per_image", "train_s", "params", "val_scenes"),
 }
 _ROWS_SUFFIX = ".rows.json"
 
@@ -87,8 +96,8 @@ def record_row(table: str, method: str, notebook: str, note: str = "", **columns
     finite numbers (a column left out shows as "–"): AP scores in [0, 1] (``AP_small`` and
     ``AP_large`` with the scenes' size bins: ``metrics.scene_size_ap``), mIoU and boundary
     accuracy in [0, 1], milliseconds per image (``metrics.one_image_ms``), training seconds,
-    parameters. ``note`` is shown beside the method. Re-recording the same (table, method)
-    replaces the old row.
+    parameters, and how many validation scenes the scores come from. ``note`` is shown beside
+    the method. Re-recording the same (table, method) replaces the old row.
     """
     if table not in TABLE_COLUMNS:
         raise ValueError(f"table must be one of {sorted(TABLE_COLUMNS)}, got {table!r}")

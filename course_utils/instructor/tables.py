@@ -29,6 +29,7 @@ _HEADERS = {
     "ms_per_image": "ms/image",
     "train_s": "training s",
     "params": "parameters",
+    "val_scenes": "val scenes",
 }
 _TITLES = {
     "detection": "Detection (box AP on the validation scenes)",
@@ -38,15 +39,19 @@ _LEGENDS = {
     "detection": (
         "AP is COCO's (IoU 0.50:0.95), computed by pycocotools; AP small / AP large: objects under "
         "12² / over 24² mask pixels (`SceneConfig.object_area_bins`; COCO's 32² and 96² are for "
-        "640-pixel photographs). ms/image: one scene at a time, one CPU thread, fastest of three "
-        "passes (`metrics.one_image_ms`, or the notebook's own timing of the same protocol); it "
-        "includes the proposals where a method needs them. Training s: this run's training time, "
-        "the pretrained trunk not included; parameters: the whole model used at test time."
+        "640-pixel photographs, and no object of a 128-pixel scene would be large). ms/image: a "
+        "CPU copy of the model, one scene at a time on one thread, the fastest of several passes; "
+        "it includes the proposals where a method needs them (Selective Search for R-CNN and Fast "
+        "R-CNN). Training s: the model's training time (`History.seconds`), not counting the "
+        "trunk that the detectors of notebooks 04-07 and 12 pretrain on crops first. Parameters: "
+        "all of the model used at test time, trunk included."
     ),
     "segmentation": (
-        "mIoU over the 7 classes (4 stuff, 3 things); boundary acc.: pixel accuracy within 2 "
-        "pixels of a class boundary (`semantic_maps.boundary_mask`). ms/image: one scene at a "
-        "time, one CPU thread (`metrics.one_image_ms`). Training s: this run's training time."
+        "mIoU over the 7 classes (4 stuff, 3 things); boundary acc.: the share of the pixels "
+        "within 2 pixels of a true class edge that are labelled right "
+        "(`semantic_maps.boundary_accuracy`). "
+        "ms/image: a CPU copy of the model, one scene at a time on one thread "
+        "(`metrics.one_image_ms`). Training s: the model's training time (`History.seconds`)."
     ),
 }
 
@@ -62,7 +67,7 @@ def _format_cell(column: str, value) -> str:
         return f"{value:.1f}" if value < 100 else f"{value:.0f}"
     if column == "train_s":
         return f"{value:.1f}"
-    if column == "params":
+    if column in ("params", "val_scenes"):
         return f"{int(round(value)):,}"
     return f"{value:.4g}"
 

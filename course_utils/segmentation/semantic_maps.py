@@ -2,7 +2,8 @@
 
 :func:`predict_semantic` turns a segmenter's logits into class ids; :func:`boundary_mask`
 marks the pixels near a class boundary, where coarse predictions (FCN-32s) go wrong first, so
-a notebook can score accuracy there as well as everywhere. Semantic maps are integer
+a notebook can score accuracy there as well as everywhere (:func:`boundary_accuracy`, the
+course-wide segmentation table's "boundary acc."). Semantic maps are integer
 ``(H, W)`` or ``(B, H, W)`` class ids, 255 = ignored.
 """
 
@@ -14,7 +15,7 @@ from torch import nn
 
 from course_utils.core.validate import check_int
 
-__all__ = ["boundary_mask", "predict_semantic"]
+__all__ = ["boundary_accuracy", "boundary_mask", "predict_semantic"]
 
 
 @torch.no_grad()
@@ -51,3 +52,25 @@ def boundary_mask(semantic: torch.Tensor, width: int = 2, ignore_index: int = 25
     low = -F.max_pool2d(F.pad(-ids, (width,) * 4, mode="replicate"), size, stride=1)
     mask = high != low
     return mask[0, 0] if semantic.ndim == 2 else mask[:, 0]
+
+
+def boundary_accuracy(
+    predicted: torch.Tensor, semantic: torch.Tensor, width: int = 2, ignore_index: int = 255
+) -> float:
+    """Share of the pixels within ``width`` pixels of a class boundary of ``semantic`` (the true
+    map, :func:`boundary_mask`) that ``predicted`` labels right; ``ignore_index`` pixels are not
+    counted. Both maps hold integer class ids of the same shape, ``(H, W)`` or ``(B, H, W)``."""
+    if not isinstance(predicted, torch.Tensor) or not isinstance(semantic, torch.Tensor):
+        raise TypeError("predicted and semantic must be tensors of class ids")
+    if predicted.shape != semantic.shape:
+        raise ValueError(
+            f"predicted {tuple(predicted.shape)} and semantic {tuple(semantic.shape)} must have "
+            "the same (H, W) or (B, H, W) shape"
+        )
+    if predicted.is_floating_point() or predicted.dtype == torch.bool:
+        raise TypeError(f"predicted must hold integer class ids, got dtype {predicted.dtype}")
+    predicted, semantic = predicted.as_subclass(torch.Tensor), semantic.as_subclass(torch.Tensor)
+    near = boundary_mask(semantic, width, ignore_index) & (semantic != ignore_index)
+    if not bool(near.any()):
+        raise ValueError("semantic has no class boundary: boundary accuracy is undefined")
+    return float((predicted.to(semantic.device)[near] == semantic[near]).float().mean())
