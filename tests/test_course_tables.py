@@ -192,3 +192,17 @@ def test_the_readme_has_the_markers():
     text = (repo_root() / "README.md").read_text()
     assert text.count(tables.BEGIN_MARKER) == 1 and text.count(tables.END_MARKER) == 1
     assert text.index(tables.BEGIN_MARKER) < text.index(tables.END_MARKER)
+
+
+def test_update_runtimes_writes_the_last_cell_of_each_notebook_row(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "| notebook | topic | CPU runtime |\n|---|---|---:|\n"
+        "| `00_welcome` | set-up | 28 s |\n| `01_sliding_window` | windows | 90 s |\nafter\n"
+    )
+    found = tables.update_runtimes(readme, {"01_sliding_window": 73.4, "99_missing": 5.0})
+    assert found == ["01_sliding_window"]
+    assert readme.read_text() == (
+        "| notebook | topic | CPU runtime |\n|---|---|---:|\n"
+        "| `00_welcome` | set-up | 28 s |\n| `01_sliding_window` | windows | 73 s |\nafter\n"
+    )

@@ -301,7 +301,10 @@ def test_main_updates_the_readme_only_when_every_notebook_ran(tmp_path, monkeypa
     monkeypatch.setattr(report, "run_notebook", fake_run)
     monkeypatch.setattr(report, "_environment_line", lambda: "a test machine")
     readme = tmp_path / "README.md"
-    original = f"# Course\n\n{tables.BEGIN_MARKER}\nold\n{tables.END_MARKER}\nafter\n"
+    original = (
+        f"# Course\n\n| `good` | a notebook | 999 s |\n\n{tables.BEGIN_MARKER}\nold\n"
+        f"{tables.END_MARKER}\nafter\n"
+    )
     readme.write_text(original)
     good, bad = tmp_path / "good.ipynb", tmp_path / "bad.ipynb"
     for path in (good, bad):
@@ -314,3 +317,4 @@ def test_main_updates_the_readme_only_when_every_notebook_ran(tmp_path, monkeypa
     text = readme.read_text()
     assert "old" not in text and text.endswith(f"{tables.END_MARKER}\nafter\n")
     assert "a test machine" in text and "#### Detection" in text
+    assert "| `good` | a notebook | 1 s |" in text  # the runtime written into its row

@@ -17,13 +17,13 @@ Written under ``<out>``: ``executed/<notebook>.ipynb`` (the run, outputs include
 ``report.md`` (one Markdown table: notebook, status, runtime, peak memory and the
 recorded numbers), ``tables.md`` (the course-wide detection and segmentation tables,
 :mod:`course_utils.instructor.tables`) and ``report.json`` (all of it, for tools). With
-``--readme README.md`` (as ``make report`` does) the tables also replace README's, when every
-notebook ran. Running and measuring one
-notebook (runtime of the cells, kernel start excluded; the kernel's peak resident set
-size) is :func:`course_utils.instructor.execution.run_notebook`; this module finds the
-notebooks, runs them one after the other and writes the table. Notebooks over the budget
-(120 s, 3 GB by default) are flagged. The command exits with status 1 when a notebook failed
-(and, with ``--strict-budget``, when one is over budget).
+``--readme README.md`` (as ``make report`` does) the tables also replace README's, and each
+notebook's runtime goes into its row of README's notebook table, when every notebook ran.
+Running and measuring one notebook (runtime of the cells, kernel start excluded; the kernel's
+peak resident set size) is :func:`course_utils.instructor.execution.run_notebook`; this
+module finds the notebooks, runs them one after the other and writes the tables. Notebooks
+over the budget (120 s, 3 GB by default) are flagged. The command exits with status 1 when a
+notebook failed (and, with ``--strict-budget``, when one is over budget).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from pathlib import Path
 from course_utils.core.paths import repo_root
 from course_utils.core.results import load_all, load_rows
 from course_utils.instructor.execution import CELL_TIMEOUT, NotebookRun, run_notebook
-from course_utils.instructor.tables import format_tables, update_readme
+from course_utils.instructor.tables import format_tables, update_readme, update_runtimes
 
 __all__ = [
     "BUDGET_MB",
@@ -322,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.readme and not failed:
         try:
             changed = update_readme(args.readme, (out / "tables.md").read_text())
+            update_runtimes(args.readme, {run.notebook: run.runtime_s for run in runs})
         except (OSError, ValueError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

@@ -4,17 +4,19 @@ course, measured on the same scenes, from the rows the notebooks record with
 
 :func:`format_tables` writes them as Markdown; :func:`update_readme` puts that Markdown
 between two marker lines of README.md (``<!-- course-tables:begin -->`` and
-``<!-- course-tables:end -->``), so README always shows the last full report.
+``<!-- course-tables:end -->``), and :func:`update_runtimes` writes each notebook's runtime into
+the last cell of its row of README's notebook table, so README always shows the last full report.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from course_utils.core.results import TABLE_COLUMNS
 
-__all__ = ["BEGIN_MARKER", "END_MARKER", "format_tables", "update_readme"]
+__all__ = ["BEGIN_MARKER", "END_MARKER", "format_tables", "update_readme", "update_runtimes"]
 
 BEGIN_MARKER = "<!-- course-tables:begin -->"
 END_MARKER = "<!-- course-tables:end -->"
@@ -127,3 +129,23 @@ def update_readme(readme: Path | str, tables: str) -> bool:
         return False
     path.write_text(new)
     return True
+
+
+def update_runtimes(readme: Path | str, runtimes: Mapping[str, float]) -> list[str]:
+    """Write each notebook's runtime (seconds) into the last cell of its README row, the row that
+    starts with ``| `<notebook>` |`` and ends with ``| <n> s |``. Returns the notebooks whose row
+    was found; a notebook without such a row is left out (the README is not otherwise changed).
+    """
+    path = Path(readme)
+    lines = path.read_text().split("\n")
+    found = []
+    for notebook, seconds in runtimes.items():
+        pattern = re.compile(rf"^(\| `{re.escape(notebook)}` \|.*\| )\d+ s( \|)$")
+        for index, line in enumerate(lines):
+            match = pattern.match(line)
+            if match:
+                lines[index] = f"{match.group(1)}{seconds:.0f} s{match.group(2)}"
+                found.append(notebook)
+                break
+    path.write_text("\n".join(lines))
+    return found
