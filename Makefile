@@ -6,33 +6,59 @@ STAMP := $(VENV)/.installed
 LAB_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install lab lint test report release wheel clean
+.PHONY: install install-instructor install-browser lab lab-instructor lint test test-browser \
+	report release wheel clean
 
-# The virtual environment, with the course installed in editable mode plus the
-# dev (JupyterLab, nbval, pytest) and instructor (nbgrader) extras.
-$(STAMP): pyproject.toml
+# The virtual environment, with the course installed in editable mode. A student's install
+# (`make install`, `make lab`) has the dev extra: JupyterLab, nbval, pytest. The instructor's
+# adds nbgrader (the release; `make test` checks it); the browser test adds Playwright. Each
+# install also stands for the smaller ones (its stamp and theirs are touched).
+define venv_install
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version))"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,instructor]"
-	touch $@
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[$(1)]"
+	touch $@ $(2)
+endef
+
+STUDENT_EXTRAS := dev
+INSTRUCTOR_EXTRAS := dev,instructor
+BROWSER_EXTRAS := dev,instructor,browser
+
+$(STAMP): pyproject.toml
+	$(call venv_install,$(STUDENT_EXTRAS))
+$(STAMP)-instructor: pyproject.toml
+	$(call venv_install,$(INSTRUCTOR_EXTRAS),$(STAMP))
+$(STAMP)-browser: pyproject.toml
+	$(call venv_install,$(BROWSER_EXTRAS),$(STAMP) $(STAMP)-instructor)
 
 install: $(STAMP)
+install-instructor: $(STAMP)-instructor
+install-browser: $(STAMP)-browser
+	@$(BIN)/python -c 'import sys; sys.path.insert(0, "tests"); import lab_browser as lb; \
+		lb.find_chromium() or print("Chromium is missing:", lb.INSTALL_HINT)'
 
-# Jupyter refuses to start as root without --allow-root (Docker, cloud VMs, Colab's terminal).
-ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
-
-# The kernels inherit the server's environment: the course's kernel settings
-# (course_utils/core/kernel_env.py, the same ones the tests use) are set for the server.
+# tools/lab.py: the kernels' environment (course_utils/core/kernel_env.py, the same one the
+# tests use), --allow-root only as root, and for students no nbgrader menu (tools/student_lab/).
 lab: install
-	env $$($(BIN)/python -m course_utils.core.kernel_env) \
-		$(BIN)/jupyter lab --notebook-dir=notebooks $(ALLOW_ROOT) $(LAB_ARGS)
+	$(BIN)/python tools/lab.py --notebook-dir=notebooks $(LAB_ARGS)
+
+lab-instructor: install-instructor
+	$(BIN)/python tools/lab.py --instructor --notebook-dir=notebooks $(LAB_ARGS)
 
 # Lint first (ruff: style and errors; import-linter: course_utils's layers), then the unit
-# tests and every notebook, top to bottom, through nbval (fresh kernel each).
-test: install lint
-	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env \
+# tests on two processes (pytest-xdist), then every notebook, top to bottom, through nbval
+# (one at a time, a fresh kernel each, so their timings are their own).
+test: install-instructor lint
+	$(BIN)/python -m pytest tests -n 2 --durations=10 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest notebooks --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=600 --durations=20 $(PYTEST_ARGS)
+
+# Every explorer driven in headless Chromium through JupyterLab (tests/test_browser.py);
+# screenshots and the controls moved go to build/browser/.
+test-browser: install-browser
+	$(BIN)/python -m pytest tests/test_browser.py --browser -p no:xdist --durations=20 \
+		$(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
@@ -47,7 +73,7 @@ report: install
 
 # The student version of every notebook (solutions stubbed, outputs cleared) into release/, after
 # stamping pyproject's [project.urls] Repository into every set-up cell and Colab badge.
-release: install
+release: install-instructor
 	$(BIN)/python -m course_utils.instructor.release --source notebooks --out release
 
 # The course's helpers as a wheel in dist/: upload it next to a notebook on Colab (or to Drive's

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 import urllib.error
@@ -425,8 +426,52 @@ def _server_environment(pgid: int) -> dict[str, str] | None:
     return None
 
 
+def _as_normal_user(home: Path) -> list[str]:
+    """A command prefix that runs as ``nobody`` (uid 65534) with ``home`` as its own, or skip.
+
+    The course's interpreter may live under /root (pyenv), which only root can enter: the process
+    keeps one capability, reading any file (CAP_DAC_READ_SEARCH), and nothing else of root's.
+    """
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("not root: the test's own user is already a normal user (the other case)")
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to start make lab as a normal user")
+    home.mkdir(mode=0o755)
+    os.chown(home, 65534, 65534)
+    caps = ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *caps]
+
+
+def _page_config(html: str) -> dict:
+    """The JSON page configuration JupyterLab embeds in /lab."""
+    found = re.search(
+        r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', html, re.S
+    )
+    assert found, "no jupyter-config-data in JupyterLab's page"
+    return json.loads(found.group(1))
+
+
+def _server_command(pgid: int) -> list[str] | None:
+    """The command line of the JupyterLab process in process group ``pgid`` (None without
+    /proc)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parts = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError):
+            continue
+        command = [part.decode(errors="replace") for part in parts if part]
+        if int(fields[2]) == pgid and "jupyterlab" in command:
+            return command
+    return None
+
+
 @pytest.mark.slow
-def test_make_lab_serves_the_notebooks_folder(tmp_path):
+@pytest.mark.parametrize("user", ["current", "normal"])
+def test_make_lab_serves_the_notebooks_folder(user, tmp_path):
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     port, token = _free_port(), secrets.token_hex(16)
@@ -436,12 +481,20 @@ def test_make_lab_serves_the_notebooks_folder(tmp_path):
         "--ServerApp.open_browser=False"
     )
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), PYTHON=sys.executable)
+    command = ["make", "lab", f"LAB_ARGS={lab_args}"]
+    if user == "normal":
+        home = Path(tempfile.mkdtemp(prefix="course-lab-user-")) / "home"
+        env.update(HOME=str(home), JUPYTER_RUNTIME_DIR=str(home / "runtime"))
+        # What `make lab` runs. (GNU make checks a program with access(), which ignores the
+        # capability _as_normal_user keeps, so make itself cannot start the /root interpreter.)
+        launcher = [sys.executable, "tools/lab.py", "--notebook-dir=notebooks"]
+        command = [*_as_normal_user(home), *launcher, *lab_args.split()]
     for name in KERNEL_ENVIRONMENT:
         env.pop(name, None)  # make lab must set the kernels' environment itself
     log_path = tmp_path / "lab.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            ["make", "lab", f"LAB_ARGS={lab_args}"],
+            command,
             cwd=REPO,
             env=env,
             stdout=log,
@@ -481,6 +534,18 @@ def test_make_lab_serves_the_notebooks_folder(tmp_path):
         if server_env is not None:  # Linux: kernels inherit the server's environment
             for name, value in KERNEL_ENVIRONMENT.items():
                 assert server_env.get(name) == value, f"make lab must start JupyterLab with {name}"
+        # A student's lab: nbgrader's menus and pages are off (instructors: make lab-instructor).
+        _, page = _get(f"http://127.0.0.1:{port}/lab?token={token}")
+        assert "@jupyter/nbgrader" in _page_config(page.decode()).get("disabledExtensions", [])
+        with pytest.raises(urllib.error.HTTPError) as formgrader:
+            _get(f"http://127.0.0.1:{port}/formgrader?token={token}")
+        assert formgrader.value.code == 404
+        command = _server_command(process.pid)
+        if command is not None:
+            as_root = os.geteuid() == 0 and user == "current"
+            assert ("--allow-root" in command) == as_root, (
+                f"--allow-root must be added exactly when run as root: {command}"
+            )
     finally:
         try:
             os.killpg(process.pid, signal.SIGTERM)

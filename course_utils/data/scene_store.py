@@ -16,9 +16,9 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from course_utils.core.paths import data_dir
+from course_utils.core.progress import progress_bar
 from course_utils.core.validate import check_int
 from course_utils.data.scenes import (
     SceneConfig,
@@ -53,7 +53,8 @@ def generate_store(
         "counts": np.zeros(num_images, np.int64),
     }
     labels, boxes = [], []
-    for index in tqdm(range(num_images), desc=f"scenes/{split}", disable=not progress, leave=False):
+    bar = progress_bar(range(num_images), desc=f"scenes/{split}", disable=not progress, leave=False)
+    for index in bar:
         scene = generate_scene(scene_seed(split, index), config)
         store["images"][index] = scene.image
         store["semantic"][index] = scene.semantic
