@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -42,6 +43,9 @@ LAB_SETTINGS = {
         "checkForUpdates": False,
     },
 }
+
+#: tqdm's text bar: `` 40%|████      | 120/300 [00:05<00:07, 21.3step/s]``.
+TEXT_BAR = re.compile(r"\d+%\|[^|\n]*\|\s*\d+/\d+")
 
 #: What a page's state is read from: the text and images of an element (a hash of each image).
 FINGERPRINT_JS = """(element) => {
@@ -163,8 +167,10 @@ class LabServer:
 
 
 def open_notebook(page, server: LabServer, name: str, timeout_s: float = 90) -> None:
-    """Open ``name`` in JupyterLab and wait until its kernel is idle."""
-    page.goto(f"{server.url}/lab/tree/{name}?token={server.token}")
+    """Open ``name`` in a JupyterLab workspace of its own (so no tab of an earlier notebook is
+    restored beside it) and wait until its kernel is idle."""
+    workspace = "".join(c if c.isalnum() else "-" for c in Path(name).stem)
+    page.goto(f"{server.url}/lab/workspaces/{workspace}/tree/{name}?token={server.token}")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=timeout_s * 1000)
     wait_for_kernel_idle(page, timeout_s)
 
@@ -235,7 +241,7 @@ def widget_errors(page) -> list[str]:
 def text_progress_bars(page) -> list[str]:
     """Outputs that look like tqdm's text bar (``40%|████  | 120/300``) instead of a widget."""
     texts = page.locator(".jp-OutputArea-output").all_inner_texts()
-    return [text[:120] for text in texts if "%|" in text and "it/s" in text or "%|█" in text]
+    return [text[:120] for text in texts if TEXT_BAR.search(text)]
 
 
 def widget_progress_bars(page):
@@ -270,8 +276,8 @@ def explorer_controls(explorer) -> list:
 
 def control_label(control) -> str:
     """The control's description (``index``, ``score >``), else its kind."""
-    label = control.locator(".widget-label").first
-    text = label.inner_text().strip() if label.count() else ""
+    labels = control.locator(".widget-label, .widget-label-basic").all_inner_texts()
+    text = " ".join(label.replace("\u200b", "").strip() for label in labels).strip()
     classes = control.get_attribute("class") or ""
     kind = next(
         (k for k in ("slider", "dropdown", "checkbox", "button") if k in classes), "control"

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
 SHOTS_DIR = REPO / "build" / "browser"
 RUN_TIMEOUT_S = 400  # a notebook that trains from scratch in a loaded browser
-CONTROL_TIMEOUT_S = 60  # one explorer callback (a detector on one scene, a figure)
+CONTROL_TIMEOUT_S = 30  # one explorer callback (a detector on one scene, a figure): a few s
 
 #: Browser console errors that are expected, each with its reason: (text or URL part, reason).
 ALLOWED_CONSOLE_ERRORS = (
