@@ -269,6 +269,20 @@ def explorers(page):
     return page.locator(".widget-interact")
 
 
+def wait_for_explorers(page, count: int, timeout_s: float, settle_s: float = 1.0) -> None:
+    """Wait until the page shows ``count`` explorers, then ``settle_s`` more for the other
+    widgets; a timeout leaves the caller's own check to fail with what is missing."""
+    try:
+        page.wait_for_function(
+            "(n) => document.querySelectorAll('.widget-interact').length >= n",
+            arg=count,
+            timeout=timeout_s * 1000,
+        )
+    except Exception:  # playwright's TimeoutError: the caller asserts on the count
+        pass
+    page.wait_for_timeout(settle_s * 1000)
+
+
 def explorer_controls(explorer) -> list:
     """The controls of one explorer, top to bottom."""
     return explorer.locator(CONTROL_SELECTOR).all()

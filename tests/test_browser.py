@@ -195,7 +195,7 @@ def test_every_explorer_responds_in_the_browser(name, lab, browser):
         page.reload()
         page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
         lb.wait_for_kernel_idle(page, 60)
-        page.wait_for_timeout(3000)  # the widget manager restores the live widgets
+        lb.wait_for_explorers(page, explorers, timeout_s=30)  # restored from the live kernel
         page.screenshot(path=str(shots / "notebook-reopened.png"))
         assert not lb.widget_errors(page), (
             f"reopened with its kernel running, the notebook shows {lb.widget_errors(page)}"

@@ -402,28 +402,49 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def _server_environment(pgid: int) -> dict[str, str] | None:
-    """The environment of the JupyterLab process in process group ``pgid`` (None without /proc)."""
+def _server_process(pgid: int) -> Path | None:
+    """The /proc folder of the JupyterLab process in process group ``pgid`` (None without /proc):
+    the shell, make and launchers that started it are passed over."""
     proc = Path("/proc")
     if not proc.is_dir():
         return None
     for stat in proc.glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid:
-                continue
             cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
-            launcher = Path(cmdline[0].decode(errors="replace")).name
-            if launcher in ("sh", "bash", "dash", "make", "env") or not any(
-                b"jupyter" in part for part in cmdline
-            ):
-                continue  # the shell and make that started the server are not the server
-            raw = (stat.parent / "environ").read_bytes().split(b"\0")
         except (OSError, IndexError):
             continue
-        pairs = (item.decode(errors="replace").partition("=") for item in raw if b"=" in item)
-        return {name: value for name, _, value in pairs}
+        if int(fields[2]) != pgid:
+            continue
+        launcher = Path(cmdline[0].decode(errors="replace")).name
+        if launcher in ("sh", "bash", "dash", "make", "env", "setpriv"):
+            continue
+        if any(b"jupyter" in part for part in cmdline):
+            return stat.parent
     return None
+
+
+def _server_environment(pgid: int) -> dict[str, str] | None:
+    """The environment of the JupyterLab process in process group ``pgid`` (None without /proc)."""
+    folder = _server_process(pgid)
+    if folder is None:
+        return None
+    raw = (folder / "environ").read_bytes().split(b"\0")
+    pairs = (item.decode(errors="replace").partition("=") for item in raw if b"=" in item)
+    return {name: value for name, _, value in pairs}
+
+
+def _server_command(pgid: int) -> list[str] | None:
+    """The command line of the JupyterLab process in process group ``pgid`` (None without
+    /proc)."""
+    folder = _server_process(pgid)
+    if folder is None:
+        return None
+    return [
+        part.decode(errors="replace")
+        for part in (folder / "cmdline").read_bytes().split(b"\0")
+        if part
+    ]
 
 
 def _as_normal_user(home: Path) -> list[str]:
@@ -449,24 +470,6 @@ def _page_config(html: str) -> dict:
     )
     assert found, "no jupyter-config-data in JupyterLab's page"
     return json.loads(found.group(1))
-
-
-def _server_command(pgid: int) -> list[str] | None:
-    """The command line of the JupyterLab process in process group ``pgid`` (None without
-    /proc)."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return None
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            parts = (stat.parent / "cmdline").read_bytes().split(b"\0")
-        except (OSError, IndexError):
-            continue
-        command = [part.decode(errors="replace") for part in parts if part]
-        if int(fields[2]) == pgid and "jupyterlab" in command:
-            return command
-    return None
 
 
 @pytest.mark.slow
