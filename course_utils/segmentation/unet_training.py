@@ -11,6 +11,9 @@ term between touching objects when asked for)::
     history = train_unet(model, data, steps=130, dice_fn=dice_loss)    # CE (+ Dice)
 
 Images float (N, 3, H, W) in [0, 1]; maps int64 (N, H, W) class ids; weights float32 (N, H, W).
+
+A dataset too large to hold in memory (the pets of the "On real photos" section) trains item by
+item instead: ``WeightedMaps(pets, class_weights)`` serves ``(image, map, w_c(map))``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from course_utils.core.validate import check_int, check_number
 from course_utils.engine import History, TrainConfig, fit
 
 __all__ = [
+    "WeightedMaps",
     "pixel_weights",
     "random_crops",
     "scene_arrays",
@@ -137,6 +141,43 @@ def pixel_weights(
     check_number(sigma, "sigma", 0.0, None, open_minimum=True)
     borders = [plain(border_fn(masks, w0=w0, sigma=sigma)).float() - 1.0 for masks, _ in instances]
     return weights + torch.stack(borders)
+
+
+class WeightedMaps(Dataset):
+    """``(image, map, weights)`` items from a segmentation dataset of ``(image, map)`` items.
+
+    ``dataset``: items ``(float (3, H, W), int64 (H, W))`` class ids (255 = ignored);
+    ``class_weights``: float (K,), e.g. ``unet_losses.class_balance_weights``. ``weights`` is
+    float32 (H, W), ``class_weights[map]`` (0 on ignored pixels, which the loss skips anyway):
+    the class-balancing term w_c(x) of the paper's weight map, computed when an item is read.
+    """
+
+    def __init__(self, dataset: Dataset, class_weights: torch.Tensor) -> None:
+        class_weights = plain(class_weights)
+        if class_weights.ndim != 1 or not class_weights.is_floating_point():
+            raise ValueError(
+                f"class_weights must be a float (K,) tensor, got {class_weights.dtype} "
+                f"{tuple(class_weights.shape)}"
+            )
+        if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+            raise TypeError(f"dataset must be a map-style dataset, got {type(dataset).__name__}")
+        self.dataset, self.class_weights = dataset, class_weights.float().cpu()
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        image, semantic = self.dataset[index]
+        semantic = plain(semantic).long()
+        valid = semantic != 255
+        ids = semantic.masked_fill(~valid, 0)
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= len(self.class_weights)):
+            raise ValueError(
+                f"item {index}'s map must hold ids in [0, {len(self.class_weights)}) or 255, "
+                f"got the range [{int(ids.min())}, {int(ids.max())}]"
+            )
+        weights = torch.where(valid, self.class_weights[ids], 0.0)
+        return image, semantic, weights
 
 
 def random_crops(
