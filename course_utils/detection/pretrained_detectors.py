@@ -39,8 +39,6 @@ __all__ = [
     "replace_box_predictor",
 ]
 
-#: Keyword arguments of torchvision's detection builders that these functions set themselves.
-_OWN_ARGUMENTS = ("weights", "weights_backbone", "num_classes")
 
 
 def _check_weights(weights, enum_type: type[Enum], builder: str) -> None:
@@ -53,12 +51,11 @@ def _check_weights(weights, enum_type: type[Enum], builder: str) -> None:
 
 
 def _check_settings(settings: dict) -> None:
-    """ValueError if ``settings`` tries to set what the function sets itself."""
-    clash = [name for name in _OWN_ARGUMENTS if name in settings]
-    if clash:
+    """ValueError if ``settings`` sets the backbone's weights, which these functions fix."""
+    if "weights_backbone" in settings:
         raise ValueError(
-            f"{', '.join(clash)} cannot be passed as settings: use the function's own "
-            "weights and num_classes arguments (weights=None also means a random backbone)"
+            "weights_backbone cannot be passed as a setting: it follows weights (weights=None "
+            "means random weights everywhere, the backbone included; nothing is downloaded)"
         )
 
 
