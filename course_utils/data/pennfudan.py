@@ -60,10 +60,9 @@ __all__ = [
 PENNFUDAN_URL = "https://www.cis.upenn.edu/~jshi/ped_html/PennFudanPed.zip"
 #: SHA-256 of ``PennFudanPed.zip``, 64 hex digits. Not recorded yet: it must be computed from the
 #: published archive, never invented, and the course's machines have no network access. A
-#: maintainer with network access records it (``sha256sum PennFudanPed.zip``, or ``python -c "import hashlib, sys;
-#: print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())" PennFudanPed.zip``; the
-#: downloader also prints it). While it is ``None``, the downloader prints the archive's SHA-256
-#: and relies on the structural checks alone; once it is a string, a mismatch is an error.
+#: maintainer with network access records it (``sha256sum PennFudanPed.zip``; the downloader
+#: also prints it). While it is ``None``, the downloader prints the archive's SHA-256 and relies
+#: on the structural checks alone; once it is a string, a mismatch is an error.
 PENNFUDAN_SHA256: str | None = None
 #: Label names: label 1 = pedestrian (0 is background).
 PENNFUDAN_CLASSES: tuple[str, ...] = ("pedestrian",)

@@ -40,7 +40,6 @@ __all__ = [
 ]
 
 
-
 def _check_weights(weights, enum_type: type[Enum], builder: str) -> None:
     """TypeError unless ``weights`` is None or a member of ``enum_type``."""
     if weights is not None and not isinstance(weights, enum_type):
