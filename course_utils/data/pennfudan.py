@@ -146,9 +146,8 @@ def _install(archive: Path, root: Path, expected: str | None, label: str, advice
         remove_quietly(scratch)
     if expected is None:
         print(
-            f"SHA-256 of {label}: {actual}\n(its files are complete; its checksum was not "
-            "checked: none is recorded yet; a maintainer records it as PENNFUDAN_SHA256 in "
-            "course_utils/data/pennfudan.py)"
+            f"Penn-Fudan unpacked: every photo has its mask. The archive's SHA-256 is {actual}; "
+            "the course records none to compare it with yet (PENNFUDAN_SHA256)."
         )
     return root / _FOLDER
 
