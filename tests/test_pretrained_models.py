@@ -41,6 +41,12 @@ def test_the_faster_rcnn_gets_a_new_box_predictor_and_trains():
     assert found["boxes"].shape[1:] == (4,) and set(found["labels"].tolist()) <= {1, 2}
 
 
+def test_the_faster_rcnn_as_it_comes_predicts_cocos_ids():
+    model = pretrained_detectors.pretrained_faster_rcnn(None, min_size=64)
+    names = pretrained_detectors.category_names(FasterRCNN_MobileNet_V3_Large_FPN_Weights.DEFAULT)
+    assert model.roi_heads.box_predictor.cls_score.out_features == len(names)
+
+
 def test_random_weights_train_every_layer_of_the_backbone():
     model = pretrained_detectors.finetunable_faster_rcnn(None, 2, min_size=64)
     assert all(p.requires_grad for p in model.backbone.parameters())

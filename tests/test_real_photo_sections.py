@@ -30,7 +30,7 @@ CASES = {
     "05_faster_rcnn": (
         "pennfudan",
         "PHOTO_WEIGHTS = None\nPHOTO_STEPS, PHOTO_BATCH, PHOTO_VAL = 2, 2, 2\nPHOTO_MIN_SIZE = 64",
-        ("photos to fine-tune on", "pre-trained start: 2 steps", "AP50"),
+        ("photos to fine-tune on", "91 COCO class ids", "pre-trained start: 2 steps", "AP50"),
         2,
     ),
     "08_fcn": (

@@ -36,6 +36,7 @@ __all__ = [
     "category_names",
     "finetunable_faster_rcnn",
     "finetunable_mask_rcnn",
+    "pretrained_faster_rcnn",
     "replace_box_predictor",
 ]
 
@@ -85,6 +86,18 @@ def replace_box_predictor(model: FasterRCNN, num_classes: int) -> FasterRCNN:
     return model
 
 
+def pretrained_faster_rcnn(
+    weights: FasterRCNN_MobileNet_V3_Large_FPN_Weights | None, **settings
+) -> FasterRCNN:
+    """``fasterrcnn_mobilenet_v3_large_fpn`` as it comes: COCO's 91 class ids (see
+    :func:`category_names`) with ``weights``, or random weights everywhere (``None``).
+    ``settings``: more keyword arguments of torchvision's builder (``min_size``, ...). Feed it
+    images through ``weights.transforms()``."""
+    _check_weights(weights, FasterRCNN_MobileNet_V3_Large_FPN_Weights, "Faster R-CNN")
+    _check_settings(settings)
+    return fasterrcnn_mobilenet_v3_large_fpn(weights=weights, weights_backbone=None, **settings)
+
+
 def finetunable_faster_rcnn(
     weights: FasterRCNN_MobileNet_V3_Large_FPN_Weights | None, num_classes: int = 2, **settings
 ) -> FasterRCNN:
@@ -102,10 +115,7 @@ def finetunable_faster_rcnn(
         losses; in eval mode ``model(images)`` one dict of ``boxes`` (xyxy pixels), ``labels``
         (1..num_classes - 1) and ``scores`` per image.
     """
-    _check_weights(weights, FasterRCNN_MobileNet_V3_Large_FPN_Weights, "Faster R-CNN")
-    _check_settings(settings)
-    model = fasterrcnn_mobilenet_v3_large_fpn(weights=weights, weights_backbone=None, **settings)
-    return replace_box_predictor(model, num_classes)
+    return replace_box_predictor(pretrained_faster_rcnn(weights, **settings), num_classes)
 
 
 def finetunable_mask_rcnn(
