@@ -199,7 +199,8 @@ def test_a_truncated_archive_fails_and_leaves_nothing(root, tmp_path, archive):
     cut.write_bytes(zip_path.read_bytes()[: zip_path.stat().st_size // 2])
     with pytest.raises(DatasetUnavailable, match="truncated or corrupt") as info:
         download_pennfudan(root, url=cut.as_uri(), sha256=sha256_of(cut))
-    assert "download it again" in str(info.value)
+    assert "run the cell again" in str(info.value)
+    assert f"put it at {root / 'PennFudanPed.zip'}" in str(info.value)
     assert list(root.iterdir()) == []
 
 

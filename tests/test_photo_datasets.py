@@ -77,6 +77,26 @@ def test_missing_pets_name_the_folder_and_torchvisions_urls(tmp_path):
         assert url in message
 
 
+def test_pets_missing_after_a_download_say_to_run_again_not_to_pass_download(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(OxfordIIITPet, "_download", offline)
+    with pytest.raises(DatasetUnavailable, match="could not be downloaded") as info:
+        PetTrimaps(tmp_path, download=True)
+    message = str(info.value)
+    assert "Run the cell again" in message and "Pass download=True" not in message
+    assert f"delete {tmp_path / 'oxford-iiit-pet'}" in message
+
+
+def test_an_incomplete_pet_folder_says_to_delete_it(tmp_path):
+    folder = write_pet_folder(tmp_path, count=3)
+    next((folder / "images").glob("*.jpg")).unlink()
+    pets = PetTrimaps(tmp_path)  # the folders are there: torchvision finds the dataset
+    with pytest.raises(DatasetUnavailable, match=f"Delete {folder}"):
+        [pets[i] for i in range(len(pets))]
+
+
 def test_pet_errors_other_than_missing_data_pass_through(tmp_path):
     write_pet_folder(tmp_path, count=3)
     with pytest.raises(ValueError, match="split"):

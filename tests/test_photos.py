@@ -27,6 +27,18 @@ def test_uint8_rgb_is_scaled_and_transposed():
     assert torch.allclose(image, torch.from_numpy(pixels).permute(2, 0, 1).float() / 255)
 
 
+def test_a_phone_photo_stands_up_by_its_exif_orientation(tmp_path):
+    pixels = rgb(height=20, width=30)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(pixels).save(path, exif=exif)
+    assert_course_image(load_photo(path), 30, 20)
+    assert_course_image(load_photo(Image.open(path)), 30, 20)
+    Image.fromarray(pixels).save(tmp_path / "plain.jpg")
+    assert_course_image(load_photo(tmp_path / "plain.jpg"), 20, 30)
+
+
 def test_float_rgb_is_kept():
     pixels = rgb().astype(np.float64) / 255
     image = load_photo(pixels)

@@ -59,10 +59,9 @@ __all__ = [
 #: Where the authors publish the archive.
 PENNFUDAN_URL = "https://www.cis.upenn.edu/~jshi/ped_html/PennFudanPed.zip"
 #: SHA-256 of ``PennFudanPed.zip``, 64 hex digits. Not recorded yet: it must be computed from the
-#: published archive, never invented, and the course's machines have no network access. A
-#: maintainer with network access records it (``sha256sum PennFudanPed.zip``; the downloader
-#: also prints it). While it is ``None``, the downloader prints the archive's SHA-256 and relies
-#: on the structural checks alone; once it is a string, a mismatch is an error.
+#: published archive, never invented. A maintainer with network access records it (``sha256sum
+#: PennFudanPed.zip``; the downloader also prints it). While it is ``None``, the downloader
+#: relies on the structural checks alone; once it is a string, a mismatch is an error.
 PENNFUDAN_SHA256: str | None = None
 #: Label names: label 1 = pedestrian (0 is background).
 PENNFUDAN_CLASSES: tuple[str, ...] = ("pedestrian",)
@@ -145,10 +144,7 @@ def _install(archive: Path, root: Path, expected: str | None, label: str, advice
     finally:
         remove_quietly(scratch)
     if expected is None:
-        print(
-            f"Penn-Fudan unpacked: every photo has its mask. The archive's SHA-256 is {actual}; "
-            "the course records none to compare it with yet (PENNFUDAN_SHA256)."
-        )
+        print(f"Penn-Fudan unpacked: every photo has its mask (archive SHA-256 {actual}).")
     return root / _FOLDER
 
 
@@ -173,7 +169,11 @@ def _download_and_install(url: str, root: Path, expected: str | None) -> Path:
         except OSError as error:
             raise DatasetUnavailable(_offline_message(url, root / _ARCHIVE, error)) from error
         label = f"the archive downloaded from {url}"
-        return _install(part, root, expected, label, "it was deleted: download it again")
+        advice = (
+            f"it was deleted: run the cell again; if that fails again, download {url} in a "
+            f"browser and put it at {root / _ARCHIVE}"
+        )
+        return _install(part, root, expected, label, advice)
     finally:
         remove_quietly(part)
 
@@ -210,8 +210,8 @@ def download_pennfudan(
         problems = pennfudan_problems(folder)
         if problems:
             raise DatasetUnavailable(
-                f"{folder} is incomplete ({problems[0]}): delete that folder and call "
-                "download_pennfudan() again"
+                f"{folder} is incomplete ({problems[0]}): delete that folder and run the cell "
+                "again (download_pennfudan() or PennFudanPed(download=True) unpacks it anew)"
             )
         return folder
     root.mkdir(parents=True, exist_ok=True)

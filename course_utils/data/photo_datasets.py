@@ -46,7 +46,7 @@ _TRIMAP_TO_CLASS = (0, 1, 0, 2)
 
 def _not_found(error: RuntimeError) -> bool:
     """Whether torchvision's ``RuntimeError`` says that the dataset is not on the disk."""
-    return "Dataset not found" in str(error)
+    return "Dataset not found" in str(error) or "not found or corrupted" in str(error)
 
 
 def _unavailable(
@@ -60,10 +60,16 @@ def _unavailable(
         else f"is not (completely) in {folder} ({error})"
     )
     them, those = ("them", "those archives") if len(urls) > 1 else ("it", "that archive")
+    fetch = (
+        f"Run the cell again (torchvision downloads {' and '.join(urls)} into {archives} and "
+        f"extracts {them}); if it stays broken, delete {folder} and run it again."
+        if download
+        else f"Pass download=True (needs internet): torchvision then downloads "
+        f"{' and '.join(urls)} into {archives} and extracts {them}."
+    )
     return DatasetUnavailable(
-        f"{name} {problem}. Pass download=True (needs internet): torchvision then downloads "
-        f"{' and '.join(urls)} into {archives} and extracts {them}. Without internet, download "
-        f"{those} elsewhere, put {them} in {archives} and pass download=True to extract {them}"
+        f"{name} {problem}. {fetch} Without internet, download {those} elsewhere, put {them} "
+        f"in {archives} and pass download=True to extract {them}"
     )
 
 
@@ -119,6 +125,7 @@ class PetTrimaps(Dataset):
                 "The Oxford-IIIT Pet dataset", folder, folder, urls, error, bool(download)
             ) from error
         self.pets = wrap_dataset_for_transforms_v2(pets)
+        self.folder = root / "oxford-iiit-pet"
         self.size, self.split = size, split
         self.classes: tuple[str, ...] = PET_TRIMAP_CLASSES
         self._prepare = v2.Compose(
@@ -129,7 +136,13 @@ class PetTrimaps(Dataset):
         return len(self.pets)
 
     def __getitem__(self, index: int):
-        image, trimap = self._prepare(*self.pets[index])
+        try:
+            image, trimap = self._prepare(*self.pets[index])
+        except FileNotFoundError as error:  # an extraction cut short leaves the folders
+            raise DatasetUnavailable(
+                f"{error.filename} is missing: the Oxford-IIIT Pet files in {self.folder} are "
+                f"incomplete. Delete {self.folder} and run the cell again with download=True"
+            ) from error
         return tv_tensors.Image(image.clamp(0, 1)), tv_tensors.Mask(trimap_classes(trimap[0]))
 
     def __repr__(self) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import skimage.data
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
@@ -137,10 +137,11 @@ def load_photo(photo, max_side: int = 1024) -> tv_tensors.Image:
 
     Args:
         photo: a file path (str or Path), a ``PIL.Image.Image`` (any mode: 16-bit modes are
-            scaled by 1/65535) or a numpy array (H, W) greyscale, (H, W, 1), (H, W, 3) RGB or
-            (H, W, 4) RGBA, dtype uint8 (0-255) or float in [0, 1]. Greyscale becomes three
-            equal channels; transparent pixels are composited over white. Height and width
-            must be at least ``MIN_SIDE`` (16).
+            scaled by 1/65535; a camera's EXIF orientation is applied, so a phone photo stands
+            up) or a numpy array (H, W) greyscale, (H, W, 1), (H, W, 3) RGB or (H, W, 4) RGBA,
+            dtype uint8 (0-255) or float in [0, 1]. Greyscale becomes three equal channels;
+            transparent pixels are composited over white. Height and width must be at least
+            ``MIN_SIDE`` (16).
         max_side: a photo whose longer side exceeds it is resized (antialiased) so that its
             longer side is ``max_side``, aspect ratio kept (the other side rounded).
 
@@ -151,7 +152,7 @@ def load_photo(photo, max_side: int = 1024) -> tv_tensors.Image:
     if isinstance(photo, (str, Path)):
         photo = _read_path(photo)
     if isinstance(photo, Image.Image):
-        photo = _array_from_pil(photo)
+        photo = _array_from_pil(ImageOps.exif_transpose(photo))
     if not isinstance(photo, np.ndarray):
         hint = ""
         if torch.is_tensor(photo):
