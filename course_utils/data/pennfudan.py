@@ -1,4 +1,4 @@
-"""The Penn-Fudan pedestrian dataset: 170 street photographs, 345 pedestrians, instance masks.
+"""The Penn-Fudan pedestrian dataset: 170 street photographs, a mask for each labelled pedestrian.
 
 Wang, Shi, Song and Shen, "Object detection combining recognition and segmentation", ACCV 2007
 (https://www.cis.upenn.edu/~jshi/ped_html/). The archive ``PennFudanPed.zip`` (about 50 MB)
